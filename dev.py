@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""The two commands of the README, with nothing but Python 3.11+ installed.
+
+    python3 dev.py serve    start postroom on SQLite with an embedded worker
+    python3 dev.py test     lint, type-check, then the suite on SQLite and on PostgreSQL
+
+Both create ./.venv on first use and reinstall it whenever pyproject.toml or
+requirements.lock change. Extra arguments after `test` go to pytest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".postroom-install"
+
+
+def ensure_environment() -> None:
+    """Create the virtualenv and install the pinned dependencies, once per lock change."""
+    digest = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes() + (ROOT / "requirements.lock").read_bytes()
+    ).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == digest:
+        return
+    if not (BIN / "python").exists():
+        print("dev.py: creating .venv", flush=True)
+        venv.create(VENV, with_pip=True)
+    print("dev.py: installing pinned dependencies into .venv", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "install", "-q"]
+    subprocess.run([*pip, "-c", "requirements.lock", "-e", ".[dev]"], cwd=ROOT, check=True)
+    STAMP.write_text(digest)
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> int:
+    print(f"\n$ {' '.join(args)}", flush=True)
+    return subprocess.run(args, cwd=ROOT, env={**os.environ, **(env or {})}).returncode
+
+
+def tool(name: str) -> str:
+    return str(BIN / name)
+
+
+def test(pytest_args: list[str]) -> int:
+    checks = [
+        (tool("ruff"), "check", "."),
+        (tool("ruff"), "format", "--check", "."),
+        (tool("mypy"),),
+        (tool("lint-imports"),),
+    ]
+    failed = [" ".join(c[:2]) for c in checks if run(*c) != 0]
+    databases = os.environ.get("POSTROOM_TEST_DATABASES", "sqlite,postgresql").split(",")
+    for database in databases:
+        code = run(tool("pytest"), *pytest_args, env={"POSTROOM_TEST_DATABASE": database})
+        if code != 0:
+            failed.append(f"pytest on {database}")
+    if failed:
+        print(f"\ndev.py test: FAILED: {', '.join(failed)}", flush=True)
+        return 1
+    print(f"\ndev.py test: all checks passed on {', '.join(databases)}", flush=True)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"serve", "test", "setup"}:
+        print(__doc__)
+        return 2
+    ensure_environment()
+    command, rest = argv[0], argv[1:]
+    if command == "serve":
+        os.execv(BIN / "postroom", [str(BIN / "postroom"), "serve", *rest])
+    if command == "test":
+        return test(rest)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

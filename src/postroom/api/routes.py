@@ -1,0 +1,17 @@
+"""The one list of routers; served at / and again under /organizations/{organizationId}."""
+
+from fastapi import APIRouter, FastAPI
+
+from postroom.api import health
+from postroom.messages.router import router as messages
+
+resources = APIRouter()
+resources.include_router(messages)
+
+
+def include_routes(app: FastAPI) -> None:
+    app.include_router(health.router)
+    app.include_router(resources)
+    # Rebilly's server URL carries the organization; its SDK puts it in every path. The same
+    # operations answer there (api/deps.py checks the id), documented once via `servers`.
+    app.include_router(resources, prefix="/organizations/{organizationId}", include_in_schema=False)

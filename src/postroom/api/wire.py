@@ -1,0 +1,28 @@
+"""Wire conventions shared by every resource: RFC 3339 UTC times and absolute `_links`."""
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import Request
+from pydantic import BaseModel, PlainSerializer, WithJsonSchema
+
+
+def rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+WireTime = Annotated[
+    datetime,
+    PlainSerializer(rfc3339, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time", "readOnly": True}),
+]
+
+
+class SelfLink(BaseModel):
+    rel: Literal["self"] = "self"
+    href: str
+
+
+def resource_url(request: Request, *path: str) -> str:
+    """An absolute URL on this server, built from the request's own base URL."""
+    return str(request.base_url).rstrip("/") + "/" + "/".join(path)

@@ -1,0 +1,60 @@
+"""The composition root of the HTTP service: create_app(settings) builds everything it needs."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from postroom.api.problems import install_problem_handlers
+from postroom.api.routes import include_routes
+from postroom.core.clock import Clock, SystemClock
+from postroom.core.logging import configure_logging
+from postroom.db.engine import create_engine, create_sessionmaker
+from postroom.settings import Settings
+
+DESCRIPTION = """\
+Transactional email with a REST API wire-compatible with Rebilly's email messages.
+
+Authenticate with `REB-APIKEY: <key>` or `Authorization: Bearer <key>`. Every operation is
+also served under `/organizations/{organizationId}` (the organization must be the key's own).
+Errors are RFC 7807 `application/problem+json` documents.
+"""
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.resolved_database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="postroom",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        servers=[
+            {"url": "/", "description": "this server"},
+            {
+                "url": "/organizations/{organizationId}",
+                "description": "organization-scoped, as Rebilly's SDK calls it",
+                "variables": {"organizationId": {"default": "org_"}},
+            },
+        ],
+    )
+    app.state.settings = settings
+    app.state.clock = clock or SystemClock()
+    install_problem_handlers(app)
+    include_routes(app)
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The factory `postroom api` hands to uvicorn, which imports it in each worker process."""
+    settings = Settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    return create_app(settings)

@@ -1,0 +1,24 @@
+"""SQL for organizations and API keys."""
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from postroom.auth.models import ApiKey, Organization
+
+
+async def organization_count(session: AsyncSession) -> int:
+    return (await session.execute(select(func.count()).select_from(Organization))).scalar_one()
+
+
+async def organization_exists(session: AsyncSession, organization_id: str) -> bool:
+    found = await session.execute(select(Organization.id).where(Organization.id == organization_id))
+    return found.first() is not None
+
+
+async def organization_of_key(session: AsyncSession, key_hash: str) -> str | None:
+    found = await session.execute(
+        select(ApiKey.organization_id).where(
+            ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
+        )
+    )
+    return found.scalar_one_or_none()

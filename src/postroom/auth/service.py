@@ -1,0 +1,84 @@
+"""Organizations and API keys: creating them, and finding the organization a key reaches."""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from postroom.auth import repository
+from postroom.auth.models import ApiKey, Organization
+from postroom.core.ids import new_id
+from postroom.errors import NotFound, Unauthorized
+
+KEY_PREFIX = "pr_"
+
+
+@dataclass(frozen=True)
+class NewOrganization:
+    organization_id: str
+    api_key: str
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+async def create_organization(
+    session: AsyncSession, name: str, now: datetime, *, api_key: str | None = None
+) -> NewOrganization:
+    """A new organization and its first API key (generated unless given)."""
+    organization = Organization(id=new_id("org_"), name=name, created_at=now)
+    session.add(organization)
+    await session.flush()
+    key = await create_api_key(session, organization.id, now, api_key=api_key)
+    return NewOrganization(organization.id, key)
+
+
+async def create_api_key(
+    session: AsyncSession,
+    organization_id: str,
+    now: datetime,
+    *,
+    name: str = "default",
+    api_key: str | None = None,
+) -> str:
+    """Stores a key's hash and returns the key itself: the only time it is ever seen."""
+    if not await repository.organization_exists(session, organization_id):
+        raise NotFound(f"organization {organization_id} does not exist")
+    key = api_key or generate_key()
+    session.add(
+        ApiKey(
+            id=new_id("key_"),
+            organization_id=organization_id,
+            key_hash=hash_key(key),
+            name=name,
+            created_at=now,
+        )
+    )
+    await session.flush()
+    return key
+
+
+async def bootstrap(
+    session: AsyncSession, now: datetime, api_key: str | None
+) -> NewOrganization | None:
+    """On an empty database, the first organization, so a new user can call the API at once."""
+    if await repository.organization_count(session) > 0:
+        return None
+    return await create_organization(session, "default", now, api_key=api_key)
+
+
+async def authenticate(session: AsyncSession, key: str | None) -> str:
+    """The id of the organization that `key` reaches."""
+    if not key:
+        raise Unauthorized("an API key is required: send it as REB-APIKEY or Authorization: Bearer")
+    organization_id = await repository.organization_of_key(session, hash_key(key))
+    if organization_id is None:
+        raise Unauthorized("the API key is not valid")
+    return organization_id

@@ -1,0 +1,134 @@
+"""The `postroom` command: parses arguments and calls services; no logic of its own."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from postroom.app import create_app
+from postroom.auth import service as auth
+from postroom.core.clock import SystemClock
+from postroom.core.logging import configure_logging
+from postroom.db.engine import create_engine, create_sessionmaker
+from postroom.db.migrate import upgrade
+from postroom.errors import PostroomError
+from postroom.settings import Settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="postroom: transactional email with a Rebilly-compatible API.", no_args_is_help=True
+)
+organizations = typer.Typer(help="Organizations.", no_args_is_help=True)
+keys = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(organizations, name="organizations")
+app.add_typer(keys, name="keys")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    return settings
+
+
+def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def run() -> T:
+        engine = create_engine(settings.resolved_database_url, pool_size=1)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except PostroomError as error:
+        typer.echo(f"error: {error.detail}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _bootstrap(settings: Settings) -> None:
+    given = settings.api_key.get_secret_value() if settings.api_key else None
+    created = _in_transaction(settings, lambda s: auth.bootstrap(s, SystemClock().now(), given))
+    if created is None:
+        return
+    typer.echo(f"Created organization {created.organization_id} (first start, empty database).")
+    if given is None:
+        # Printed to the terminal once, never logged: this is the only time the key is shown.
+        typer.echo(f"Its API key, shown only now: {created.api_key}")
+    else:
+        typer.echo("Its API key is the one in POSTROOM_API_KEY.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+) -> None:
+    """Run the API on one machine (SQLite by default), migrating the database first."""
+    settings = _settings()
+    upgrade(settings.resolved_database_url)
+    _bootstrap(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port if port is not None else settings.port,
+        log_config=None,
+    )
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+    workers: Annotated[int, typer.Option(help="API processes.")] = 1,
+) -> None:
+    """Run API processes only (scale-out on PostgreSQL); run `postroom migrate` first."""
+    settings = _settings()
+    uvicorn.run(
+        "postroom.app:create_app_from_environment",
+        factory=True,
+        host=host or settings.host,
+        port=port if port is not None else settings.port,
+        workers=workers,
+        log_config=None,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = _settings()
+    upgrade(settings.resolved_database_url)
+    typer.echo("database is up to date")
+
+
+@organizations.command("create")
+def create_organization(name: Annotated[str, typer.Argument(help="Organization name.")]) -> None:
+    """Create an organization and its first API key (printed once)."""
+    settings = _settings()
+    created = _in_transaction(
+        settings, lambda s: auth.create_organization(s, name, SystemClock().now())
+    )
+    typer.echo(f"organization: {created.organization_id}")
+    typer.echo(f"api key (shown only now): {created.api_key}")
+
+
+@keys.command("create")
+def create_key(
+    organization_id: Annotated[str, typer.Argument(help="Organization id (org_…).")],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
+) -> None:
+    """Create another API key for an organization (printed once)."""
+    settings = _settings()
+    key = _in_transaction(
+        settings, lambda s: auth.create_api_key(s, organization_id, SystemClock().now(), name=name)
+    )
+    typer.echo(f"api key (shown only now): {key}")
+
+
+def main() -> None:
+    app()

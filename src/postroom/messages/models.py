@@ -1,0 +1,55 @@
+"""The email_messages table: the messages, and (rows in `outbox`) the delivery queue."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from postroom.db.base import Base
+
+
+class MessageStatus(StrEnum):
+    DRAFT = "draft"
+    OUTBOX = "outbox"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class EmailMessage(Base):
+    __tablename__ = "email_messages"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    from_address: Mapped[str] = mapped_column(String(254))
+    to_addresses: Mapped[list[str]]
+    cc_addresses: Mapped[list[str]]
+    bcc_addresses: Mapped[list[str]]
+    subject: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata")
+    attachments: Mapped[list[dict[str, str]]]
+    credential_hash: Mapped[str | None] = mapped_column(String(50))
+    response_code: Mapped[int | None]
+    response_body: Mapped[str | None] = mapped_column(Text)
+    initiated_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    # Lower-cased subject, sender and recipients: what `q` searches (trigram index on PostgreSQL).
+    search_text: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_email_messages_org_created", "organization_id", "created_at", "id"),
+        Index(
+            "ix_email_messages_org_status_created", "organization_id", "status", "created_at", "id"
+        ),
+        Index(
+            "ix_email_messages_search_trgm",
+            "search_text",
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
+    )

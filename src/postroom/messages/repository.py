@@ -1,0 +1,76 @@
+"""SQL for email messages, scoped to an organization in every statement."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from postroom.core.listing import ListQuery, SortKey
+from postroom.db.listing import counted, filtered, paged
+from postroom.messages.models import EmailMessage, MessageStatus
+
+_table = EmailMessage.__table__
+_columns: dict[str, ColumnElement[Any]] = dict(_table.c.items())
+NEWEST_FIRST = (SortKey("created_at", descending=True),)
+
+
+def list_statement(organization_id: str, query: ListQuery) -> tuple[Select[Any], Select[Any]]:
+    """The page and count statements for a collection query (public so tests can EXPLAIN it)."""
+    base = filtered(
+        select(EmailMessage).where(EmailMessage.organization_id == organization_id),
+        query,
+        _columns,
+        search=_table.c.search_text,
+    )
+    page = paged(base, query, _columns, default_sort=NEWEST_FIRST, tiebreak=_table.c.id)
+    return page, counted(base)
+
+
+async def list_page(
+    session: AsyncSession, organization_id: str, query: ListQuery
+) -> tuple[list[EmailMessage], int]:
+    page, count = list_statement(organization_id, query)
+    total = (await session.execute(count)).scalar_one()
+    if query.limit == 0 or query.offset >= total:
+        return [], total
+    return list((await session.scalars(page)).all()), total
+
+
+async def get(session: AsyncSession, organization_id: str, message_id: str) -> EmailMessage | None:
+    return await session.scalar(
+        select(EmailMessage).where(
+            EmailMessage.id == message_id, EmailMessage.organization_id == organization_id
+        )
+    )
+
+
+async def move_draft_to_outbox(
+    session: AsyncSession, organization_id: str, message_id: str, now: datetime
+) -> EmailMessage | None:
+    """Atomically draft -> outbox; None if the message is not (or no longer) a draft."""
+    return await session.scalar(
+        update(EmailMessage)
+        .where(
+            EmailMessage.id == message_id,
+            EmailMessage.organization_id == organization_id,
+            EmailMessage.status == MessageStatus.DRAFT,
+        )
+        .values(status=MessageStatus.OUTBOX, initiated_at=now, updated_at=now)
+        .returning(EmailMessage),
+        execution_options={"populate_existing": True},
+    )
+
+
+async def delete_unless_in_flight(
+    session: AsyncSession, organization_id: str, message_id: str
+) -> bool:
+    """Deletes the message unless it is in `outbox`; whether a row went."""
+    result = await session.execute(
+        delete(EmailMessage).where(
+            EmailMessage.id == message_id,
+            EmailMessage.organization_id == organization_id,
+            EmailMessage.status != MessageStatus.OUTBOX,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

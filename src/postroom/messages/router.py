@@ -1,0 +1,119 @@
+"""HTTP for /email-messages: parse, call the service, shape the answer."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from postroom.api.collections import PAGINATION_HEADERS, collection_query, set_pagination_headers
+from postroom.api.deps import ClockDep, OrganizationDep, SessionDep
+from postroom.api.problems import problem_responses
+from postroom.api.wire import resource_url
+from postroom.core.listing import ListQuery
+from postroom.messages import service
+from postroom.messages.models import EmailMessage
+from postroom.messages.schemas import (
+    LIST_FIELDS,
+    EmailMessageCreate,
+    EmailMessageRead,
+    EmailMessageSend,
+)
+
+router = APIRouter(prefix="/email-messages", tags=["Email messages"])
+ListQueryDep = Annotated[ListQuery, Depends(collection_query(LIST_FIELDS))]
+
+
+def _read(request: Request, message: EmailMessage) -> EmailMessageRead:
+    return EmailMessageRead.of(message, resource_url(request, "email-messages", message.id))
+
+
+@router.get(
+    "",
+    operation_id="GetEmailMessageCollection",
+    summary="Retrieve email messages",
+    responses={200: {"headers": PAGINATION_HEADERS}, **problem_responses(401, 422)},
+)
+async def list_email_messages(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    organization_id: OrganizationDep,
+    query: ListQueryDep,
+) -> list[EmailMessageRead]:
+    messages, total = await service.list_messages(session, organization_id, query)
+    set_pagination_headers(response, query, total)
+    return [_read(request, m) for m in messages]
+
+
+@router.post(
+    "",
+    status_code=201,
+    operation_id="PostEmailMessage",
+    summary="Create an email message",
+    responses={
+        201: {
+            "headers": {
+                "Location": {
+                    "description": "URL of the new message",
+                    "schema": {"type": "string", "format": "uri"},
+                }
+            }
+        },
+        **problem_responses(400, 401, 422),
+    },
+)
+async def create_email_message(
+    body: EmailMessageCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    organization_id: OrganizationDep,
+    clock: ClockDep,
+) -> EmailMessageRead:
+    message = await service.create_message(session, organization_id, body, clock.now())
+    read = _read(request, message)
+    response.headers["Location"] = read.links[0].href
+    return read
+
+
+@router.get(
+    "/{id}",
+    operation_id="GetEmailMessage",
+    summary="Retrieve an email message",
+    responses=problem_responses(401, 404),
+)
+async def get_email_message(
+    id: str, request: Request, session: SessionDep, organization_id: OrganizationDep
+) -> EmailMessageRead:
+    return _read(request, await service.get_message(session, organization_id, id))
+
+
+@router.patch(
+    "/{id}",
+    operation_id="PatchEmailMessage",
+    summary="Send an email message",
+    description="Moves a draft to `outbox`, which queues it for delivery.",
+    responses=problem_responses(400, 401, 404, 409, 422),
+)
+async def send_email_message(
+    id: str,
+    body: EmailMessageSend,
+    request: Request,
+    session: SessionDep,
+    organization_id: OrganizationDep,
+    clock: ClockDep,
+) -> EmailMessageRead:
+    return _read(request, await service.send_draft(session, organization_id, id, clock.now()))
+
+
+@router.delete(
+    "/{id}",
+    status_code=204,
+    operation_id="DeleteEmailMessage",
+    summary="Delete an email message",
+    responses=problem_responses(401, 404, 409),
+)
+async def delete_email_message(
+    id: str, session: SessionDep, organization_id: OrganizationDep
+) -> Response:
+    await service.delete_message(session, organization_id, id)
+    return Response(status_code=204)

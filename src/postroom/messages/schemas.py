@@ -1,0 +1,123 @@
+"""The wire shape of /email-messages (components/schemas/EmailMessage.yaml)."""
+
+from typing import Annotated, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from postroom.api.wire import SelfLink, WireTime
+from postroom.core.listing import FieldKind, ListField
+from postroom.messages.models import EmailMessage, MessageStatus
+
+
+def _valid_address(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as error:
+        raise ValueError(f"not a valid email address: {error}") from None
+
+
+EmailAddress = Annotated[str, StringConstraints(max_length=254), AfterValidator(_valid_address)]
+
+
+def _single_line(value: str) -> str:
+    # A line break in a header value is how headers get injected; refuse it at the door.
+    if "\r" in value or "\n" in value:
+        raise ValueError("must not contain line breaks")
+    return value
+
+
+class Attachment(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
+
+    resource_type: str = Field(alias="resourceType", min_length=1, max_length=50)
+    resource_id: str = Field(alias="resourceId", min_length=1, max_length=50)
+
+
+class EmailMessageCreate(BaseModel):
+    """A new message. Read-only fields a client sends (id, times, response*) are ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
+
+    status: Literal["draft", "outbox"] = "draft"
+    from_: EmailAddress = Field(alias="from")
+    to: list[EmailAddress] = Field(min_length=1)
+    cc: list[EmailAddress] | None = None
+    bcc: list[EmailAddress] | None = None
+    subject: Annotated[str, StringConstraints(max_length=998), AfterValidator(_single_line)]
+    text: str
+    html: str
+    metadata: dict[str, str] | None = None
+    attachments: list[Attachment] | None = None
+    credential_hash: str | None = Field(None, alias="credentialHash", max_length=50)
+
+
+class EmailMessageSend(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    status: Literal["outbox"]
+
+
+class EmailMessageRead(BaseModel):
+    """Every property is always present: null (or [] for lists) when it has no value."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    status: MessageStatus
+    metadata: dict[str, str] | None
+    credential_hash: str | None = Field(alias="credentialHash")
+    from_: str = Field(alias="from")
+    to: list[str]
+    cc: list[str]
+    bcc: list[str]
+    subject: str
+    text: str
+    html: str
+    attachments: list[Attachment]
+    response_code: int | None = Field(alias="responseCode")
+    response_body: str | None = Field(alias="responseBody")
+    initiated_time: WireTime | None = Field(alias="initiatedTime")
+    sent_time: WireTime | None = Field(alias="sentTime")
+    created_time: WireTime = Field(alias="createdTime")
+    updated_time: WireTime = Field(alias="updatedTime")
+    links: list[SelfLink] = Field(alias="_links")
+
+    @classmethod
+    def of(cls, message: EmailMessage, href: str) -> "EmailMessageRead":
+        return cls(
+            id=message.id,
+            status=MessageStatus(message.status),
+            metadata=message.metadata_,
+            credentialHash=message.credential_hash,
+            **{"from": message.from_address},
+            to=message.to_addresses,
+            cc=message.cc_addresses,
+            bcc=message.bcc_addresses,
+            subject=message.subject,
+            text=message.text,
+            html=message.html,
+            attachments=[Attachment.model_validate(a) for a in message.attachments],
+            responseCode=message.response_code,
+            responseBody=message.response_body,
+            initiatedTime=message.initiated_at,
+            sentTime=message.sent_at,
+            createdTime=message.created_at,
+            updatedTime=message.updated_at,
+            _links=[SelfLink(href=href)],
+        )
+
+
+_TIME = FieldKind.DATETIME
+LIST_FIELDS: dict[str, ListField] = {
+    "id": ListField("id"),
+    "status": ListField("status", choices=frozenset(MessageStatus)),
+    "from": ListField("from_address"),
+    "subject": ListField("subject", filterable=False),
+    "credentialHash": ListField("credential_hash"),
+    "responseCode": ListField("response_code", FieldKind.INTEGER),
+    "createdTime": ListField("created_at", _TIME),
+    "updatedTime": ListField("updated_at", _TIME),
+    "initiatedTime": ListField("initiated_at", _TIME),
+    "sentTime": ListField("sent_at", _TIME),
+}

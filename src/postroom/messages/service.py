@@ -1,0 +1,76 @@
+"""Rules for email messages up to `outbox`: create, read, list, send a draft, delete."""
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from postroom.core.ids import new_id
+from postroom.core.listing import ListQuery
+from postroom.errors import Conflict, NotFound
+from postroom.messages import repository
+from postroom.messages.models import EmailMessage
+from postroom.messages.schemas import EmailMessageCreate
+
+ID_PREFIX = "mail_msg_"
+
+
+async def create_message(
+    session: AsyncSession, organization_id: str, data: EmailMessageCreate, now: datetime
+) -> EmailMessage:
+    """Stores a message; in `outbox` it is queued in this same transaction (the outbox pattern)."""
+    now = now.replace(microsecond=0)
+    cc, bcc = data.cc or [], data.bcc or []
+    message = EmailMessage(
+        id=new_id(ID_PREFIX),
+        organization_id=organization_id,
+        status=data.status,
+        from_address=data.from_,
+        to_addresses=data.to,
+        cc_addresses=cc,
+        bcc_addresses=bcc,
+        subject=data.subject,
+        text=data.text,
+        html=data.html,
+        metadata_=data.metadata,
+        attachments=[a.model_dump(by_alias=True) for a in data.attachments or []],
+        credential_hash=data.credential_hash,
+        initiated_at=now if data.status == "outbox" else None,
+        created_at=now,
+        updated_at=now,
+        search_text=" ".join([data.subject, data.from_, *data.to, *cc, *bcc]).lower(),
+    )
+    session.add(message)
+    await session.flush()
+    return message
+
+
+async def get_message(session: AsyncSession, organization_id: str, message_id: str) -> EmailMessage:
+    message = await repository.get(session, organization_id, message_id)
+    if message is None:
+        raise NotFound(f"email message {message_id} not found")
+    return message
+
+
+async def list_messages(
+    session: AsyncSession, organization_id: str, query: ListQuery
+) -> tuple[list[EmailMessage], int]:
+    return await repository.list_page(session, organization_id, query)
+
+
+async def send_draft(
+    session: AsyncSession, organization_id: str, message_id: str, now: datetime
+) -> EmailMessage:
+    """draft -> outbox. Anything else is a conflict: a message is sent once."""
+    message = await repository.move_draft_to_outbox(
+        session, organization_id, message_id, now.replace(microsecond=0)
+    )
+    if message is None:
+        current = await get_message(session, organization_id, message_id)
+        raise Conflict(f"only a draft can be sent; this message is {current.status}")
+    return message
+
+
+async def delete_message(session: AsyncSession, organization_id: str, message_id: str) -> None:
+    if not await repository.delete_unless_in_flight(session, organization_id, message_id):
+        await get_message(session, organization_id, message_id)
+        raise Conflict("a message in outbox is being delivered and cannot be deleted")

@@ -1,0 +1,72 @@
+"""Configuration from POSTROOM_* environment variables; built once and passed down."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DeliverySettings(BaseModel):
+    """How the worker claims, sends and retries (POSTROOM_DELIVERY__<FIELD>)."""
+
+    batch_size: int = Field(50, ge=1, le=1000, description="messages claimed in one go")
+    lease_seconds: float = Field(120, gt=0, description="a claim expires after this long")
+    poll_seconds: float = Field(1.0, gt=0, description="idle wait between empty claims")
+    max_attempts: int = Field(8, ge=1, description="attempts before a message is failed")
+    backoff_base_seconds: float = Field(30, ge=0, description="first retry delay")
+    backoff_max_seconds: float = Field(3600, ge=0, description="longest retry delay")
+    max_retry_after_seconds: float = Field(6 * 3600, ge=0, description="cap on a server's hint")
+    connect_timeout_seconds: float = Field(15, gt=0, description="SMTP/HTTP connect timeout")
+    send_timeout_seconds: float = Field(60, gt=0, description="timeout of each later step")
+    connections_per_credential: int = Field(4, ge=1, description="concurrent sends per mailer")
+    unknown_outcome: Literal["retry", "hold"] = Field(
+        "retry",
+        description="after an attempt whose outcome is unknown (crash, timeout after DATA): "
+        "send again (a duplicate the Message-ID lets receivers drop) or hold the message "
+        "as failed for an operator to look at",
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="POSTROOM_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    environment: Literal["development", "production"] = Field(
+        "development", description="production refuses unsafe defaults"
+    )
+    data_dir: Path = Field(Path("data"), description="SQLite file, secret key, .eml outbox")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite in the data directory"
+    )
+    secret_key: SecretStr | None = Field(
+        None, description="encrypts stored credentials; default: generated into data_dir"
+    )
+    smtp_url: SecretStr | None = Field(
+        None,
+        description="default transport: smtp://user:pass@host:port?encryption=none|tls|ssl; "
+        "unset writes .eml files into data_dir/outbox",
+    )
+    api_key: SecretStr | None = Field(
+        None, description="API key of the organization created on first start of an empty db"
+    )
+    host: str = Field("127.0.0.1", description="address the API listens on")
+    port: int = Field(8000, ge=0, le=65535, description="port the API listens on")
+    log_level: str = Field("INFO", description="root log level")
+    log_json: bool = Field(True, description="one JSON object a log line")
+    delivery: DeliverySettings = DeliverySettings()
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production_defaults(self) -> "Settings":
+        if self.environment == "production":
+            missing = [n for n in ("database_url", "secret_key") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"production needs POSTROOM_{missing[0].upper()} set")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'postroom.db').resolve()}"
