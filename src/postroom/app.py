@@ -1,5 +1,6 @@
 """The composition root of the HTTP service: create_app(settings) builds everything it needs."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -8,8 +9,10 @@ from fastapi import FastAPI
 from postroom.api.problems import install_problem_handlers
 from postroom.api.routes import include_routes
 from postroom.core.clock import Clock, SystemClock
+from postroom.core.crypto import SecretBox
 from postroom.core.logging import configure_logging
 from postroom.db.engine import create_engine, create_sessionmaker
+from postroom.delivery.worker import EmbeddedWorker
 from postroom.settings import Settings
 
 DESCRIPTION = """\
@@ -21,15 +24,22 @@ Errors are RFC 7807 `application/problem+json` documents.
 """
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, embedded_worker: bool = False
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.resolved_database_url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        worker = EmbeddedWorker(settings, clock) if embedded_worker else None
+        if worker is not None:
+            worker.start()
         try:
             yield
         finally:
+            if worker is not None:
+                await asyncio.to_thread(worker.stop)
             await engine.dispose()
 
     app = FastAPI(
@@ -48,6 +58,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
+    app.state.secret_box = SecretBox(settings.stored_secret())
     install_problem_handlers(app)
     include_routes(app)
     return app

@@ -1,6 +1,7 @@
 """The `postroom` command: parses arguments and calls services; no logic of its own."""
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -14,6 +15,7 @@ from postroom.core.clock import SystemClock
 from postroom.core.logging import configure_logging
 from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.db.migrate import upgrade
+from postroom.delivery.worker import run_worker
 from postroom.errors import PostroomError
 from postroom.settings import Settings
 
@@ -68,12 +70,12 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
 ) -> None:
-    """Run the API on one machine (SQLite by default), migrating the database first."""
+    """Run the API and a delivery worker in one process (SQLite by default)."""
     settings = _settings()
     upgrade(settings.resolved_database_url)
     _bootstrap(settings)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, embedded_worker=True),
         host=host or settings.host,
         port=port if port is not None else settings.port,
         log_config=None,
@@ -96,6 +98,22 @@ def api(
         workers=workers,
         log_config=None,
     )
+
+
+@app.command()
+def worker() -> None:
+    """Run a delivery worker; run as many as you like against PostgreSQL. SIGTERM finishes
+    the batch under way, records it, and exits."""
+    settings = _settings()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(main())
 
 
 @app.command()

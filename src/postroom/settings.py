@@ -6,6 +6,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from postroom.core.crypto import load_or_create_secret
+
 
 class DeliverySettings(BaseModel):
     """How the worker claims, sends and retries (POSTROOM_DELIVERY__<FIELD>)."""
@@ -20,6 +22,9 @@ class DeliverySettings(BaseModel):
     connect_timeout_seconds: float = Field(15, gt=0, description="SMTP/HTTP connect timeout")
     send_timeout_seconds: float = Field(60, gt=0, description="timeout of each later step")
     connections_per_credential: int = Field(4, ge=1, description="concurrent sends per mailer")
+    smtp_ca_file: Path | None = Field(
+        None, description="PEM bundle of CAs to trust for SMTP TLS besides the system's"
+    )
     unknown_outcome: Literal["retry", "hold"] = Field(
         "retry",
         description="after an attempt whose outcome is unknown (crash, timeout after DATA): "
@@ -64,6 +69,12 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"production needs POSTROOM_{missing[0].upper()} set")
         return self
+
+    def stored_secret(self) -> str:
+        """The key for secrets at rest: POSTROOM_SECRET_KEY, or one kept in the data dir."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        return load_or_create_secret(self.data_dir)
 
     @property
     def resolved_database_url(self) -> str:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.auth import service as auth
 from postroom.core.clock import Clock
+from postroom.core.crypto import SecretBox
 from postroom.errors import NotFound
 from postroom.settings import Settings
 
@@ -64,3 +65,11 @@ def _settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+def _secret_box(request: Request) -> SecretBox:
+    box: SecretBox = request.app.state.secret_box
+    return box
+
+
+SecretBoxDep = Annotated[SecretBox, Depends(_secret_box)]

@@ -56,7 +56,7 @@ async def move_draft_to_outbox(
             EmailMessage.organization_id == organization_id,
             EmailMessage.status == MessageStatus.DRAFT,
         )
-        .values(status=MessageStatus.OUTBOX, initiated_at=now, updated_at=now)
+        .values(status=MessageStatus.OUTBOX, initiated_at=now, next_attempt_at=now, updated_at=now)
         .returning(EmailMessage),
         execution_options={"populate_existing": True},
     )

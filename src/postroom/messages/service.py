@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.ids import new_id
 from postroom.core.listing import ListQuery
+from postroom.credentials import service as credentials
 from postroom.errors import Conflict, NotFound
 from postroom.messages import repository
 from postroom.messages.models import EmailMessage
@@ -19,6 +20,8 @@ async def create_message(
 ) -> EmailMessage:
     """Stores a message; in `outbox` it is queued in this same transaction (the outbox pattern)."""
     now = now.replace(microsecond=0)
+    if data.credential_hash is not None:
+        await credentials.check_usable(session, organization_id, data.credential_hash)
     cc, bcc = data.cc or [], data.bcc or []
     message = EmailMessage(
         id=new_id(ID_PREFIX),
@@ -35,6 +38,7 @@ async def create_message(
         attachments=[a.model_dump(by_alias=True) for a in data.attachments or []],
         credential_hash=data.credential_hash,
         initiated_at=now if data.status == "outbox" else None,
+        next_attempt_at=now if data.status == "outbox" else None,
         created_at=now,
         updated_at=now,
         search_text=" ".join([data.subject, data.from_, *data.to, *cc, *bcc]).lower(),

@@ -7,6 +7,8 @@ from sqlalchemy import Connection, text
 
 # Every model module, so that autogenerate sees the whole schema.
 import postroom.auth.models
+import postroom.credentials.models
+import postroom.delivery.models
 import postroom.messages.models  # noqa: F401
 from postroom.db.base import Base
 from postroom.db.engine import create_engine

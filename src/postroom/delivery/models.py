@@ -1,0 +1,37 @@
+"""The delivery_attempts table: one row per try, written before the network call."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from postroom.db.base import Base
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    TRANSIENT = "transient"  # refused for now; tried again later
+    PERMANENT = "permanent"  # refused for good
+    UNKNOWN = "unknown"  # cut off after the data went out: the server may have accepted it
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("email_messages.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    transport: Mapped[str] = mapped_column(String(20))
+    credential_id: Mapped[str | None] = mapped_column(String(40))
+    worker: Mapped[str] = mapped_column(String(80))
+    started_at: Mapped[datetime]
+    # Null while in flight. A row still null when its message is claimed again belonged to a
+    # worker that stopped mid-send: it becomes `unknown`.
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    finished_at: Mapped[datetime | None]
+    duration_ms: Mapped[int | None]
+    response_code: Mapped[int | None]
+    response_body: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_delivery_attempts_message", "message_id", "number"),)

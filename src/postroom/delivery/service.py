@@ -1,0 +1,238 @@
+"""Delivery after `outbox`: claim due messages (opening an attempt for each, before any network
+call), then record what each send produced: sent, retry later, or failed."""
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from postroom.core.crypto import SecretBox
+from postroom.core.ids import new_id
+from postroom.credentials import service as credentials
+from postroom.credentials.models import CredentialStatus
+from postroom.credentials.service import DeliveryCredential
+from postroom.delivery import repository
+from postroom.delivery.mime import OutgoingMessage
+from postroom.delivery.models import DeliveryAttempt, Outcome
+from postroom.delivery.retry import HELD, GiveUp, decide
+from postroom.delivery.transports.base import (
+    DeliveryError,
+    OutcomeUnknownError,
+    Receipt,
+    TransientError,
+)
+from postroom.messages import service as messages
+from postroom.messages.models import EmailMessage, MessageStatus
+from postroom.settings import DeliverySettings
+
+MAX_BODY = 10_000  # characters of a service's answer kept per attempt and on the message
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claimed message and its open attempt."""
+
+    message: OutgoingMessage
+    organization_id: str
+    attempt_id: str
+    attempt_number: int
+    lease_token: str
+    credential: DeliveryCredential | None
+
+
+@dataclass(frozen=True)
+class Result:
+    job: Job
+    outcome: Receipt | DeliveryError
+    finished_at: datetime
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    jobs: list[Job]
+    settled: int  # claimed messages failed at once (held, out of attempts, unusable credential)
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_BODY else text[: MAX_BODY - 1] + "…"
+
+
+def _outgoing(message: EmailMessage) -> OutgoingMessage:
+    return OutgoingMessage(
+        id=message.id,
+        sender=message.from_address,
+        to=tuple(message.to_addresses),
+        cc=tuple(message.cc_addresses),
+        bcc=tuple(message.bcc_addresses),
+        subject=message.subject,
+        text=message.text,
+        html=message.html,
+        date=message.initiated_at or message.created_at,
+    )
+
+
+def _refusal(
+    message: EmailMessage,
+    interrupted: set[str],
+    credential: DeliveryCredential | None,
+    settings: DeliverySettings,
+) -> str | None:
+    """Why a claimed message must not be sent at all, if it must not."""
+    if message.attempt_count > settings.max_attempts:
+        return (
+            f"gave up after {message.attempt_count - 1} attempts; the last one was cut off "
+            "and may have been delivered"
+        )
+    if message.id in interrupted and settings.unknown_outcome == "hold":
+        return HELD
+    if message.credential_hash and credential is None:
+        return f"credential {message.credential_hash} no longer exists"
+    if credential is not None and credential.status != CredentialStatus.ACTIVE:
+        return f"credential {credential.id} is {credential.status}; nothing was sent"
+    return None
+
+
+async def claim(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    worker: str,
+    token: str,
+    settings: DeliverySettings,
+    box: SecretBox,
+    default_transport: str,
+) -> Claim:
+    claimed = await repository.claim_due(
+        session,
+        now=now,
+        lease_until=now + timedelta(seconds=settings.lease_seconds),
+        token=token,
+        limit=settings.batch_size,
+    )
+    if not claimed:
+        return Claim([], 0)
+    interrupted = await repository.close_interrupted_attempts(session, [m.id for m in claimed], now)
+    wanted = {m.credential_hash for m in claimed if m.credential_hash}
+    found = await credentials.load_for_delivery(session, wanted, box)
+
+    jobs: list[Job] = []
+    attempts: list[dict[str, Any]] = []
+    settled: list[dict[str, Any]] = []
+    for message in claimed:
+        credential = found.get(message.credential_hash) if message.credential_hash else None
+        refusal = _refusal(message, interrupted, credential, settings)
+        if refusal is not None:
+            settled.append(
+                _message_row(message.id, token, now, MessageStatus.FAILED, None, refusal)
+            )
+            continue
+        attempt_id = new_id("mail_att_")
+        attempts.append(
+            {
+                "id": attempt_id,
+                "message_id": message.id,
+                "number": message.attempt_count,
+                "transport": credential.type if credential else default_transport,
+                "credential_id": credential.id if credential else None,
+                "worker": worker,
+                "started_at": now,
+            }
+        )
+        jobs.append(
+            Job(
+                message=_outgoing(message),
+                organization_id=message.organization_id,
+                attempt_id=attempt_id,
+                attempt_number=message.attempt_count,
+                lease_token=token,
+                credential=credential,
+            )
+        )
+    await repository.open_attempts(session, attempts)
+    await repository.record_messages(session, settled)
+    return Claim(jobs, len(settled))
+
+
+def _message_row(
+    message_id: str,
+    token: str,
+    now: datetime,
+    status: MessageStatus,
+    code: int | None,
+    body: str,
+    *,
+    sent_at: datetime | None = None,
+    next_attempt_at: datetime | None = None,
+) -> dict[str, Any]:
+    return {
+        "b_id": message_id,
+        "b_token": token,
+        "b_status": status,
+        "b_code": code,
+        "b_body": _bounded(body),
+        "b_sent_at": sent_at,
+        "b_next_attempt_at": next_attempt_at,
+        "b_updated_at": now.replace(microsecond=0),
+    }
+
+
+def _outcome_of(error: DeliveryError) -> Outcome:
+    if isinstance(error, OutcomeUnknownError):
+        return Outcome.UNKNOWN
+    return Outcome.TRANSIENT if isinstance(error, TransientError) else Outcome.PERMANENT
+
+
+async def record(
+    session: AsyncSession, results: list[Result], settings: DeliverySettings, rng: random.Random
+) -> None:
+    attempt_rows: list[dict[str, Any]] = []
+    message_rows: list[dict[str, Any]] = []
+    for result in results:
+        job, outcome, now = result.job, result.outcome, result.finished_at
+        code: int | None
+        if isinstance(outcome, Receipt):
+            attempt_outcome, code, body = Outcome.SENT, outcome.code, outcome.text
+            row = _message_row(
+                job.message.id, job.lease_token, now, MessageStatus.SENT, code, body,
+                sent_at=now.replace(microsecond=0),
+            )  # fmt: skip
+        else:
+            attempt_outcome, code, body = _outcome_of(outcome), outcome.code, outcome.text
+            decision = decide(outcome, job.attempt_number, settings, rng)
+            if isinstance(decision, GiveUp):
+                summary = (
+                    body
+                    if decision.reason == "permanent failure"
+                    else f"{body} ({decision.reason})"
+                )
+                row = _message_row(
+                    job.message.id, job.lease_token, now, MessageStatus.FAILED, code, summary
+                )
+            else:
+                row = _message_row(
+                    job.message.id, job.lease_token, now, MessageStatus.OUTBOX, code, body,
+                    next_attempt_at=now + timedelta(seconds=decision.delay_seconds),
+                )  # fmt: skip
+        message_rows.append(row)
+        attempt_rows.append(
+            {
+                "b_id": job.attempt_id,
+                "b_outcome": attempt_outcome,
+                "b_finished_at": now,
+                "b_duration_ms": result.duration_ms,
+                "b_code": code,
+                "b_body": _bounded(body),
+            }
+        )
+    await repository.close_attempts(session, attempt_rows)
+    await repository.record_messages(session, message_rows)
+
+
+async def list_attempts(
+    session: AsyncSession, organization_id: str, message_id: str
+) -> list[DeliveryAttempt]:
+    await messages.get_message(session, organization_id, message_id)  # 404 unless theirs
+    return await repository.attempts_of(session, message_id)

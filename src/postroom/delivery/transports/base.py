@@ -1,0 +1,54 @@
+"""What every transport is: one async `send` plus `aclose`, and the errors it may raise.
+
+    DeliveryError                  the mail service did not accept the message
+    ├── TransientError             try again later: timeout, connection, SMTP 4xx, HTTP 429/5xx;
+    │   │                          `retry_after` carries a wait the service asked for
+    │   └── OutcomeUnknownError    cut off after the data went out: it may have been accepted
+    └── PermanentError             never: SMTP 5xx, other HTTP 4xx, bad credential
+
+retry.py decides what happens next from these types alone.
+"""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from postroom.delivery.mime import OutgoingMessage
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The service's acceptance: its reply code (SMTP) or HTTP status, and its text or body."""
+
+    code: int
+    text: str
+
+
+class DeliveryError(Exception):
+    def __init__(self, text: str, *, code: int | None = None) -> None:
+        super().__init__(text)
+        self.text = text
+        self.code = code
+
+
+class TransientError(DeliveryError):
+    def __init__(
+        self, text: str, *, code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(text, code=code)
+        self.retry_after = retry_after
+
+
+class OutcomeUnknownError(TransientError):
+    pass
+
+
+class PermanentError(DeliveryError):
+    pass
+
+
+class Transport(Protocol):
+    name: str
+
+    async def send(self, message: OutgoingMessage) -> Receipt: ...
+
+    async def aclose(self) -> None: ...

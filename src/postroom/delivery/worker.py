@@ -1,0 +1,218 @@
+"""The delivery loop: claim a batch in one short transaction, send with no transaction open,
+record the outcomes in another. Nothing holds a database lock across a network call."""
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import ssl
+import threading
+import time
+from contextlib import suppress
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from postroom.core.clock import Clock, SystemClock
+from postroom.core.crypto import SecretBox
+from postroom.core.ids import new_id
+from postroom.credentials.service import DeliveryCredential
+from postroom.db.engine import create_engine, create_sessionmaker
+from postroom.delivery import service
+from postroom.delivery.transports.base import (
+    DeliveryError,
+    OutcomeUnknownError,
+    PermanentError,
+    Receipt,
+    TransientError,
+    Transport,
+)
+from postroom.delivery.transports.eml import EmlFileTransport
+from postroom.delivery.transports.registry import TransportRegistry
+from postroom.delivery.transports.smtp import SmtpConfig, SmtpLimits, SmtpTransport
+from postroom.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def smtp_limits(settings: Settings) -> SmtpLimits:
+    delivery = settings.delivery
+    context = None
+    if delivery.smtp_ca_file is not None:
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=str(delivery.smtp_ca_file))
+    return SmtpLimits(
+        connections=delivery.connections_per_credential,
+        connect_timeout=delivery.connect_timeout_seconds,
+        timeout=delivery.send_timeout_seconds,
+        tls_context=context,
+    )
+
+
+def default_transport(settings: Settings) -> Transport:
+    """POSTROOM_SMTP_URL's server, or else .eml files in the data directory."""
+    if settings.smtp_url is not None:
+        config = SmtpConfig.from_url(settings.smtp_url.get_secret_value())
+        return SmtpTransport(config, smtp_limits(settings))
+    return EmlFileTransport(settings.data_dir / "outbox")
+
+
+def credential_transport(credential: DeliveryCredential, settings: Settings) -> Transport:
+    if credential.type == "smtp":
+        auth = credential.settings["auth"]
+        config = SmtpConfig(
+            host=credential.settings["host"],
+            port=credential.settings["port"],
+            encryption=credential.settings["encryption"],
+            auth=auth["type"],
+            username=auth.get("username"),
+            password=credential.secrets.get("password"),
+        )
+        return SmtpTransport(config, smtp_limits(settings))
+    raise PermanentError(f"credential type {credential.type} has no transport")
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        box: SecretBox,
+        transports: TransportRegistry,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.box = box
+        self.transports = transports
+        self.clock = clock or SystemClock()
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id('')[-6:]}"
+        # No single send may outlive the lease, or another worker would claim it meanwhile.
+        self.send_deadline = settings.delivery.lease_seconds * 0.8
+
+    async def run_once(self) -> int:
+        """One batch: how many messages were claimed (0 when none was due)."""
+        token = new_id("lease_")
+        async with self.sessionmaker() as session, session.begin():
+            claim = await service.claim(
+                session,
+                now=self.clock.now(),
+                worker=self.name,
+                token=token,
+                settings=self.settings.delivery,
+                box=self.box,
+                default_transport=self.transports.default.name,
+            )
+        if claim.jobs:
+            results = await asyncio.gather(*(self._deliver(job) for job in claim.jobs))
+            async with self.sessionmaker() as session, session.begin():
+                await service.record(session, list(results), self.settings.delivery, self.rng)
+        return len(claim.jobs) + claim.settled
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set; a batch under way is finished and recorded first."""
+        log.info("delivery worker started", extra={"worker": self.name})
+        while not stop.is_set():
+            try:
+                claimed = await self.run_once()
+            except Exception:
+                # The database may be restarting; the leases keep every message safe meanwhile.
+                log.exception("delivery batch failed; retrying", extra={"worker": self.name})
+                claimed = 0
+            if claimed == 0:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.delivery.poll_seconds)
+        log.info("delivery worker stopped", extra={"worker": self.name})
+
+    def _transport(self, job: service.Job) -> Transport:
+        credential = job.credential
+        if credential is None:
+            return self.transports.default
+        return self.transports.get(
+            credential.id,
+            credential.version,
+            lambda: credential_transport(credential, self.settings),
+        )
+
+    async def _deliver(self, job: service.Job) -> service.Result:
+        started = time.monotonic()
+        outcome: Receipt | DeliveryError
+        try:
+            async with asyncio.timeout(self.send_deadline):
+                outcome = await self._transport(job).send(job.message)
+        except DeliveryError as error:
+            outcome = error
+        except TimeoutError:
+            outcome = OutcomeUnknownError(f"no outcome within {self.send_deadline:.0f}s")
+        except Exception as error:
+            log.exception("unexpected error while sending", extra={"message_id": job.message.id})
+            outcome = TransientError(f"internal error while sending ({type(error).__name__})")
+        duration_ms = round((time.monotonic() - started) * 1000)
+        log.info(
+            "delivery attempt",
+            extra={
+                "message_id": job.message.id,
+                "organization_id": job.organization_id,
+                "attempt": job.attempt_number,
+                "outcome": "sent" if isinstance(outcome, Receipt) else type(outcome).__name__,
+                "code": outcome.code,
+                "duration_ms": duration_ms,
+            },
+        )
+        return service.Result(job, outcome, self.clock.now(), duration_ms)
+
+
+async def run_worker(
+    settings: Settings, stop: asyncio.Event, *, clock: Clock | None = None
+) -> None:
+    """A worker with its own engine and transports, until `stop` is set."""
+    engine = create_engine(settings.resolved_database_url, pool_size=2)
+    transports = TransportRegistry(default_transport(settings))
+    worker = Worker(
+        sessionmaker=create_sessionmaker(engine),
+        settings=settings,
+        box=SecretBox(settings.stored_secret()),
+        transports=transports,
+        clock=clock,
+    )
+    try:
+        await worker.run(stop)
+    finally:
+        await transports.aclose()
+        await engine.dispose()
+
+
+class EmbeddedWorker:
+    """The worker of `postroom serve`, in a thread with its own event loop, so building and
+    sending mail never stalls the API's loop (and a stalled send never stalls a request)."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="postroom-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(timeout=30)
+
+    def _main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._ready.set()
+        await run_worker(self.settings, self._stop, clock=self.clock)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Asks the worker to finish its batch and waits for it (from any thread)."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
