@@ -13,8 +13,8 @@ from postroom.auth import service as auth
 from postroom.core.clock import SystemClock
 from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.settings import Settings
-from tests.databases import BACKEND, TestDatabases, postgres_reachable
-from tests.servers.http import serve_in_thread
+from tests.databases import BACKEND, DatabaseFactory, postgres_reachable
+from tests.servers.http import CLIENT_TLS, serve_in_thread
 
 
 def pytest_report_header() -> str:
@@ -33,16 +33,16 @@ async def _check_postgres() -> None:
 
 
 @pytest.fixture(scope="session")
-async def databases(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TestDatabases]:
+async def databases(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DatabaseFactory]:
     await _check_postgres()
-    dbs = TestDatabases(tmp_path_factory.mktemp("databases"))
+    dbs = DatabaseFactory(tmp_path_factory.mktemp("databases"))
     await dbs.create_template()
     yield dbs
     await dbs.drop_all()
 
 
 @pytest.fixture(scope="session")
-async def database_url(databases: TestDatabases) -> str:
+async def database_url(databases: DatabaseFactory) -> str:
     """The database the shared API server uses; tests keep apart by organization."""
     return await databases.clone()
 
@@ -80,12 +80,19 @@ async def client(
     api_url: str, organization: auth.NewOrganization
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(
-        base_url=api_url, headers={"REB-APIKEY": organization.api_key}, timeout=30
+        base_url=api_url,
+        headers={"REB-APIKEY": organization.api_key},
+        timeout=30,
+        verify=CLIENT_TLS,
     ) as http:
         yield http
 
 
 @pytest.fixture
 async def anonymous(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, verify=CLIENT_TLS) as http:
         yield http
+
+
+# Shared by the delivery and credentials tests; imported here so pytest finds the fixture.
+from tests.harness import harness_factory  # noqa: E402, F401

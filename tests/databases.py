@@ -35,7 +35,7 @@ async def postgres_reachable() -> str | None:
     return None
 
 
-class TestDatabases:
+class DatabaseFactory:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.run = uuid.uuid4().hex[:10]

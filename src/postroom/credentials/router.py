@@ -14,7 +14,9 @@ from postroom.credentials.models import CredentialStatus, ServiceCredential
 from postroom.credentials.schemas import (
     LIST_FIELDS,
     CredentialPatch,
+    SmtpAuthNone,
     SmtpAuthRead,
+    SmtpAuthUserRead,
     SmtpCredentialCreate,
     SmtpCredentialRead,
 )
@@ -22,6 +24,12 @@ from postroom.errors import invalid_field
 
 router = APIRouter(prefix="/service-credentials", tags=["Service credentials"])
 ListQueryDep = Annotated[ListQuery, Depends(collection_query(LIST_FIELDS))]
+
+
+def _auth(auth: dict[str, str]) -> SmtpAuthRead:
+    if auth["type"] == "none":
+        return SmtpAuthNone(type="none")
+    return SmtpAuthUserRead.model_validate(auth)
 
 
 def _read(request: Request, credential: ServiceCredential) -> SmtpCredentialRead:
@@ -34,7 +42,7 @@ def _read(request: Request, credential: ServiceCredential) -> SmtpCredentialRead
         host=settings["host"],
         port=settings["port"],
         encryption=settings["encryption"],
-        auth=SmtpAuthRead.model_validate(settings["auth"]),
+        auth=_auth(settings["auth"]),
         links=[
             SelfLink(
                 href=resource_url(request, "service-credentials", credential.type, credential.id)
@@ -122,6 +130,6 @@ async def update_service_credential(
     if body.type is not None and body.type != type:
         raise invalid_field("type", f"must match the path: {type}")
     credential = await service.change_status(
-        session, organization_id, type, id, body.status, clock.now()
+        session, organization_id, type, id, CredentialStatus(body.status), clock.now()
     )
     return _read(request, credential)

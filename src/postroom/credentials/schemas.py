@@ -37,15 +37,18 @@ class SmtpCredentialCreate(BaseModel):
 
 class CredentialPatch(BaseModel):
     model_config = _strict
-    status: CredentialStatus
+    status: Literal["active", "inactive", "deactivated"]
     type: str | None = None
 
 
-class SmtpAuthRead(BaseModel):
+class SmtpAuthUserRead(BaseModel):
     """The auth block as shown: its type and username, never the password."""
 
-    type: Literal["none", "plain", "login", "cram-md5"]
-    username: str | None = None
+    type: Literal["plain", "login", "cram-md5"]
+    username: str
+
+
+SmtpAuthRead = SmtpAuthNone | SmtpAuthUserRead
 
 
 class SmtpCredentialRead(BaseModel):

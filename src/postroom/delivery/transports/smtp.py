@@ -146,6 +146,9 @@ class SmtpTransport:
 
     async def _login(self, client: aiosmtplib.SMTP) -> None:
         username, password = self.config.username or "", self.config.password or ""
+        # STARTTLS resets the session; the explicit AUTH methods do not say EHLO again.
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
         if self.config.auth == "plain":
             await client.auth_plain(username, password)
         elif self.config.auth == "login":

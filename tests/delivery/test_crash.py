@@ -1,0 +1,163 @@
+"""Several worker processes on PostgreSQL share one queue; a worker killed mid-run loses
+nothing, and duplicates are bounded by the batch it had in flight."""
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from postroom.auth import service as auth
+from postroom.core.ids import new_id
+from postroom.db.engine import create_engine, create_sessionmaker
+from postroom.messages.models import EmailMessage, MessageStatus
+from tests.databases import BACKEND, DatabaseFactory
+from tests.polling import eventually
+from tests.servers.smtp import SmtpServer, smtp_server
+
+pytestmark = pytest.mark.skipif(BACKEND != "postgresql", reason="worker processes share PostgreSQL")
+
+MESSAGES = 2000
+BATCH = 25
+
+
+async def _queue(sessionmaker: async_sessionmaker[AsyncSession], count: int) -> set[str]:
+    now = datetime.now(UTC)
+    async with sessionmaker() as session, session.begin():
+        organization = await auth.create_organization(session, "crash", now)
+        rows = [
+            {
+                "id": new_id("mail_msg_"),
+                "organization_id": organization.organization_id,
+                "status": MessageStatus.OUTBOX,
+                "from_address": "sender@example.com",
+                "to_addresses": [f"user{n}@example.com"],
+                "cc_addresses": [],
+                "bcc_addresses": [],
+                "subject": f"Message {n}",
+                "text": "text",
+                "html": "<p>html</p>",
+                "attachments": [],
+                "initiated_at": now,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+                "search_text": "",
+            }
+            for n in range(count)
+        ]
+        await session.execute(insert(EmailMessage), rows)
+    return {row["id"] for row in rows}
+
+
+class Workers:
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._files: list[IO[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"worker-{len(self.processes)}.log").open("wb")
+        self._files.append(log)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "postroom", "worker"], env=self.env, stdout=log, stderr=log
+        )
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> list[int]:
+        alive = [p for p in self.processes if p.poll() is None]
+        for process in alive:
+            process.send_signal(signal.SIGTERM)
+        codes = [process.wait(timeout=30) for process in alive]
+        for log in self._files:
+            log.close()
+        return codes
+
+
+@pytest.fixture
+async def crash_setup(
+    databases: DatabaseFactory, tmp_path: Path
+) -> AsyncIterator[tuple[SmtpServer, Workers, async_sessionmaker[AsyncSession], set[str]]]:
+    url = await databases.clone()
+    engine = create_engine(url, pool_size=2)
+    sessionmaker = create_sessionmaker(engine)
+    expected = await _queue(sessionmaker, MESSAGES)
+    with smtp_server() as smtp:
+        env = {
+            **os.environ,
+            "POSTROOM_DATABASE_URL": url,
+            "POSTROOM_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
+            "POSTROOM_SECRET_KEY": "crash-test-secret",
+            "POSTROOM_DATA_DIR": str(tmp_path / "data"),
+            "POSTROOM_LOG_LEVEL": "WARNING",
+            "POSTROOM_DELIVERY__BATCH_SIZE": str(BATCH),
+            "POSTROOM_DELIVERY__LEASE_SECONDS": "3",
+            "POSTROOM_DELIVERY__POLL_SECONDS": "0.1",
+        }
+        workers = Workers(env, tmp_path)
+        try:
+            yield smtp, workers, sessionmaker, expected
+        finally:
+            workers.stop_all()
+            await engine.dispose()
+
+
+async def _all_sent(sessionmaker: async_sessionmaker[AsyncSession]) -> bool:
+    async with sessionmaker() as session:
+        sent = await session.scalar(
+            select(func.count()).where(EmailMessage.status == MessageStatus.SENT)
+        )
+    return sent == MESSAGES
+
+
+def _message_ids(smtp: SmtpServer) -> Counter[str]:
+    return Counter(
+        str(r.message["Message-ID"]).strip("<>").partition("@")[0] for r in smtp.received
+    )
+
+
+class TestCrash:
+    async def test_a_killed_worker_loses_nothing_and_duplicates_at_most_its_batch(
+        self,
+        crash_setup: tuple[SmtpServer, Workers, async_sessionmaker[AsyncSession], set[str]],
+    ) -> None:
+        smtp, workers, sessionmaker, expected = crash_setup
+        for _ in range(3):
+            workers.start()
+        await smtp.wait_for(MESSAGES // 4, timeout=120)
+        victim = workers.processes[0]
+        victim.kill()  # SIGKILL: no chance to finish or release anything
+        victim.wait(timeout=10)
+        workers.start()
+
+        await eventually(lambda: _all_sent(sessionmaker), timeout=180, what="all messages sent")
+        assert workers.stop_all() == [0, 0, 0]
+
+        seen = _message_ids(smtp)
+        assert set(seen) == expected
+        duplicates = sum(count - 1 for count in seen.values())
+        print(f"duplicates after SIGKILL: {duplicates} (bound: {BATCH})")
+        assert duplicates <= BATCH
+
+    async def test_without_a_kill_there_are_no_duplicates(
+        self,
+        crash_setup: tuple[SmtpServer, Workers, async_sessionmaker[AsyncSession], set[str]],
+    ) -> None:
+        smtp, workers, sessionmaker, expected = crash_setup
+        for _ in range(3):
+            workers.start()
+        await eventually(lambda: _all_sent(sessionmaker), timeout=180, what="all messages sent")
+        assert workers.stop_all() == [0, 0, 0]
+        seen = _message_ids(smtp)
+        assert set(seen) == expected
+        assert max(seen.values()) == 1
