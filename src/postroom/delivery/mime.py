@@ -4,7 +4,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class AttachmentFile:
+    """A file to attach: its content stays on disk (the blob store) until the send reads it."""
+
+    filename: str
+    content_type: str
+    size: int
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -18,6 +29,8 @@ class OutgoingMessage:
     text: str
     html: str
     date: datetime
+    sender_name: str | None = None
+    attachments: tuple[AttachmentFile, ...] = ()
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -42,7 +55,9 @@ def _one_line(value: str) -> str:
 def build_mime(message: OutgoingMessage) -> bytes:
     """RFC 5322 bytes with CRLF line ends: multipart/alternative of the text and HTML bodies."""
     mime = EmailMessage(policy=SMTPUTF8 if message.needs_smtputf8 else SMTP)
-    mime["From"] = message.sender
+    mime["From"] = (
+        formataddr((message.sender_name, message.sender)) if message.sender_name else message.sender
+    )
     mime["To"] = ", ".join(message.to)
     if message.cc:
         mime["Cc"] = ", ".join(message.cc)
@@ -51,4 +66,12 @@ def build_mime(message: OutgoingMessage) -> bytes:
     mime["Message-ID"] = message.message_id_header
     mime.set_content(message.text)
     mime.add_alternative(message.html, subtype="html")
+    for attachment in message.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        mime.add_attachment(
+            attachment.path.read_bytes(),
+            maintype=maintype,
+            subtype=subtype or "octet-stream",
+            filename=attachment.filename,
+        )
     return mime.as_bytes()
