@@ -74,6 +74,14 @@ class DatabaseFactory:
             shutil.copyfile(source, self.workdir / f"{name}.db")
         return self._url(name)
 
+    async def empty(self) -> str:
+        """A database with no schema at all (as before `postroom migrate`)."""
+        name = f"postroom_test_{self.run}_{uuid.uuid4().hex[:8]}"
+        if BACKEND == "postgresql":
+            await self._admin(f'CREATE DATABASE "{name}"')
+            self.created.append(name)
+        return self._url(name)
+
     async def drop_all(self) -> None:
         if BACKEND == "postgresql":
             for name in reversed(self.created):

@@ -6,8 +6,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from postroom.api.idempotency import install_replay_handler
+from postroom.api.limits import BodySizeLimitMiddleware
+from postroom.api.observability import RequestLogMiddleware
+from postroom.api.openapi import document_cross_cutting
 from postroom.api.problems import install_problem_handlers
+from postroom.api.ratelimit import RateLimiter
 from postroom.api.routes import include_routes
+from postroom.api.transactions import TransactionMiddleware
 from postroom.core.clock import Clock, SystemClock
 from postroom.core.crypto import SecretBox
 from postroom.core.logging import configure_logging
@@ -32,6 +38,7 @@ def create_app(
         engine = create_engine(settings.resolved_database_url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.rate_limiter = RateLimiter(settings.limits)
         worker = EmbeddedWorker(settings, clock) if embedded_worker else None
         if worker is not None:
             worker.start()
@@ -40,6 +47,7 @@ def create_app(
         finally:
             if worker is not None:
                 await asyncio.to_thread(worker.stop)
+            await app.state.rate_limiter.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -60,8 +68,22 @@ def create_app(
     app.state.clock = clock or SystemClock()
     app.state.secret_box = SecretBox(settings.stored_secret())
     install_problem_handlers(app)
+    install_replay_handler(app)
     include_routes(app)
+    # Outermost last: logging sees every answer; the body limit applies before any reading;
+    # the transaction wraps the handlers and commits before the response starts.
+    app.add_middleware(TransactionMiddleware)
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.limits.max_body_bytes, exempt=_is_upload
+    )
+    app.add_middleware(RequestLogMiddleware)
+    app.openapi = lambda: document_cross_cutting(app)  # type: ignore[method-assign]
     return app
+
+
+def _is_upload(method: str, path: str) -> bool:
+    # File uploads enforce their own, larger, limit while streaming (files/router.py).
+    return method == "POST" and path.endswith("/files")
 
 
 def create_app_from_environment() -> FastAPI:

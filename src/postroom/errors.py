@@ -17,9 +17,10 @@ class PostroomError(Exception):
     slug: str = "internal-error"
     title: str = "Internal server error"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = headers or {}
 
     @property
     def type(self) -> str:
@@ -44,6 +45,10 @@ class Conflict(PostroomError):
 
 class PayloadTooLarge(PostroomError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
+
+
+class TooManyRequests(PostroomError):
+    status, slug, title = 429, "too-many-requests", "Too many requests"
 
 
 class InvalidFields(PostroomError):

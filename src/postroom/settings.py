@@ -33,6 +33,22 @@ class DeliverySettings(BaseModel):
     )
 
 
+class LimitSettings(BaseModel):
+    """Request limits (POSTROOM_LIMITS__<FIELD>)."""
+
+    rate_limit_write: str = Field(
+        "3000/10 minutes", description="per API key, for POST/PATCH/DELETE (`limits` notation)"
+    )
+    rate_limit_read: str = Field("10000/10 minutes", description="per API key, for GET")
+    rate_limit_storage_url: str | None = Field(
+        None, description="redis://host:port to share rate limits between API processes"
+    )
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="largest JSON request body")
+    idempotency_retention_hours: float = Field(
+        7 * 24, gt=0, description="how long an Idempotency-Key's answer is kept"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="POSTROOM_", env_nested_delimiter="__", extra="ignore"
@@ -61,6 +77,7 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="root log level")
     log_json: bool = Field(True, description="one JSON object a log line")
     delivery: DeliverySettings = DeliverySettings()
+    limits: LimitSettings = LimitSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> "Settings":

@@ -1,32 +1,27 @@
 """Dependencies every router uses: the request's session, the caller's organization, the clock."""
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from postroom.api.idempotency import claim_idempotency_key
+from postroom.api.ratelimit import RateLimiter
 from postroom.auth import service as auth
 from postroom.core.clock import Clock
 from postroom.core.crypto import SecretBox
-from postroom.errors import NotFound
+from postroom.errors import BadRequest, NotFound
 from postroom.settings import Settings
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    # One transaction per request, committed before the response leaves (scope="function"
-    # below): a client that reads 201 knows the row is durable; any error rolls it all back.
-    async with request.app.state.sessionmaker() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
+def _session(request: Request) -> AsyncSession:
+    # Opened, committed and closed by api/transactions.py around the whole request.
+    session: AsyncSession = request.state.session
+    return session
 
 
-SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
+SessionDep = Annotated[AsyncSession, Depends(_session)]
 
 _reb_apikey = APIKeyHeader(name="REB-APIKEY", auto_error=False, scheme_name="SecretApiKey")
 _bearer = HTTPBearer(auto_error=False, scheme_name="BearerApiKey")
@@ -34,18 +29,26 @@ _bearer = HTTPBearer(auto_error=False, scheme_name="BearerApiKey")
 
 async def _organization(
     request: Request,
+    response: Response,
     session: SessionDep,
     reb_apikey: Annotated[str | None, Depends(_reb_apikey)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
+    """The caller's organization; on the way, the rate limit and the Idempotency-Key."""
     key = reb_apikey or (bearer.credentials if bearer else None)
-    organization_id = await auth.authenticate(session, key)
+    caller = await auth.authenticate(session, key)
     # Under /organizations/{organizationId}/…, the path must name the key's own organization;
     # another one answers as if it did not exist.
     in_path = request.path_params.get("organizationId")
-    if in_path is not None and in_path != organization_id:
+    if in_path is not None and in_path != caller.organization_id:
         raise NotFound(f"organization {in_path} not found")
-    return organization_id
+    request.state.organization_id = caller.organization_id
+    limiter: RateLimiter = request.app.state.rate_limiter
+    usage = await limiter.hit(caller.api_key_id, write=request.method not in {"GET", "HEAD"})
+    if usage is not None:
+        response.headers.update(usage.headers())
+    await claim_idempotency_key(request, session, caller.organization_id)
+    return caller.organization_id
 
 
 OrganizationDep = Annotated[str, Depends(_organization)]
@@ -73,3 +76,10 @@ def _secret_box(request: Request) -> SecretBox:
 
 
 SecretBoxDep = Annotated[SecretBox, Depends(_secret_box)]
+
+
+async def refuse_nul(request: Request) -> None:
+    """Every resource route: no U+0000 in the path or query. PostgreSQL text cannot hold one, so
+    such an id or filter value could match nothing and would reach the database as an error."""
+    if "\x00" in request.url.path or "%00" in request.url.query:
+        raise BadRequest("the URL must not contain NUL characters (%00)")

@@ -40,7 +40,9 @@ async def _postroom_error(_: Request, exc: Exception) -> JSONResponse:
     extra: dict[str, Any] = {}
     if isinstance(exc, InvalidFields):
         extra["invalidFields"] = [{"field": p.field, "message": p.message} for p in exc.problems]
-    return problem_response(exc.status, exc.title, exc.detail, slug=exc.slug, **extra)
+    return problem_response(
+        exc.status, exc.title, exc.detail, slug=exc.slug, headers=exc.headers or None, **extra
+    )
 
 
 def _field_name(location: tuple[int | str, ...]) -> str:

@@ -1,13 +1,17 @@
 """The one list of routers; served at / and again under /organizations/{organizationId}."""
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
-from postroom.api import health
+from postroom.api import health, metrics
+from postroom.api.deps import refuse_nul
+from postroom.api.problems import problem_responses
 from postroom.credentials.router import router as credentials
 from postroom.delivery.router import router as delivery
 from postroom.messages.router import router as messages
 
-resources = APIRouter()
+# Every resource route may answer 400 (refuse_nul) and 422 (request validation); declared here so
+# that FastAPI does not document its own 422 shape, which is not what api/problems.py sends.
+resources = APIRouter(dependencies=[Depends(refuse_nul)], responses=problem_responses(400, 422))
 resources.include_router(messages)
 resources.include_router(delivery)
 resources.include_router(credentials)
@@ -15,6 +19,7 @@ resources.include_router(credentials)
 
 def include_routes(app: FastAPI) -> None:
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(resources)
     # Rebilly's server URL carries the organization; its SDK puts it in every path. The same
     # operations answer there (api/deps.py checks the id), documented once via `servers`.

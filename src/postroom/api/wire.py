@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import Request
-from pydantic import BaseModel, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, PlainSerializer, WithJsonSchema
 
 
 def rfc3339(value: datetime) -> str:
@@ -16,6 +16,18 @@ WireTime = Annotated[
     PlainSerializer(rfc3339, return_type=str),
     WithJsonSchema({"type": "string", "format": "date-time", "readOnly": True}),
 ]
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold U+0000 (the driver refuses the value, a 500); refuse it here on
+    # every database, so SQLite and PostgreSQL accept the same input.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+WireStr = Annotated[str, AfterValidator(_storable)]
+"""A client-given string that any of our databases can store."""
 
 
 class SelfLink(BaseModel):

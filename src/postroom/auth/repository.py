@@ -15,10 +15,12 @@ async def organization_exists(session: AsyncSession, organization_id: str) -> bo
     return found.first() is not None
 
 
-async def organization_of_key(session: AsyncSession, key_hash: str) -> str | None:
+async def find_key(session: AsyncSession, key_hash: str) -> tuple[str, str] | None:
+    """(api key id, organization id) of a live key."""
     found = await session.execute(
-        select(ApiKey.organization_id).where(
+        select(ApiKey.id, ApiKey.organization_id).where(
             ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
         )
     )
-    return found.scalar_one_or_none()
+    row = found.first()
+    return (row[0], row[1]) if row else None

@@ -74,11 +74,17 @@ async def bootstrap(
     return await create_organization(session, "default", now, api_key=api_key)
 
 
-async def authenticate(session: AsyncSession, key: str | None) -> str:
-    """The id of the organization that `key` reaches."""
+@dataclass(frozen=True)
+class Caller:
+    api_key_id: str
+    organization_id: str
+
+
+async def authenticate(session: AsyncSession, key: str | None) -> Caller:
+    """Who `key` is: which key, reaching which organization."""
     if not key:
         raise Unauthorized("an API key is required: send it as REB-APIKEY or Authorization: Bearer")
-    organization_id = await repository.organization_of_key(session, hash_key(key))
-    if organization_id is None:
+    found = await repository.find_key(session, hash_key(key))
+    if found is None:
         raise Unauthorized("the API key is not valid")
-    return organization_id
+    return Caller(*found)

@@ -14,6 +14,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 Value = str | int | datetime
+# FieldKind.INTEGER columns are SQL INTEGER: a number outside 32 bits could match nothing, and the
+# database would answer it with an overflow error instead.
+_INTEGER_RANGE = range(-(2**31), 2**31)
 
 
 class FieldKind(StrEnum):
@@ -132,9 +135,12 @@ def _parse_value(name: str, spec: ListField, text: str) -> Value:
     field_name = f"filter.{name}"
     if spec.kind is FieldKind.INTEGER:
         try:
-            return int(text)
+            number = int(text)
         except ValueError:
             raise ListQueryError(field_name, f"'{text}' is not an integer") from None
+        if number not in _INTEGER_RANGE:
+            raise ListQueryError(field_name, f"'{text}' is out of range")
+        return number
     if spec.kind is FieldKind.DATETIME:
         return parse_datetime(field_name, text)
     if spec.choices is not None and text not in spec.choices:
@@ -150,7 +156,10 @@ def parse_datetime(field_name: str, text: str) -> datetime:
             parsed = datetime.fromisoformat(candidate)
         except ValueError:
             continue
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        try:
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first UTC datetime
+            raise ListQueryError(field_name, f"'{text}' is out of range") from None
     raise ListQueryError(field_name, f"'{text}' is not an ISO 8601 date-time")
 
 

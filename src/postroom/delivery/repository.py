@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.delivery.models import DeliveryAttempt, Outcome
@@ -114,6 +114,18 @@ async def record_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> 
     b_updated_at."""
     if rows:
         await session.execute(_record_message, rows)
+
+
+async def outbox_stats(session: AsyncSession) -> tuple[int, datetime | None]:
+    """How many messages are in outbox, and the earliest next_attempt_at among them."""
+    row = (
+        await session.execute(
+            select(func.count(), func.min(EmailMessage.next_attempt_at)).where(
+                EmailMessage.status == MessageStatus.OUTBOX
+            )
+        )
+    ).one()
+    return int(row[0]), row[1]
 
 
 async def attempts_of(session: AsyncSession, message_id: str) -> list[DeliveryAttempt]:

@@ -40,6 +40,7 @@ class Job:
     attempt_number: int
     lease_token: str
     credential: DeliveryCredential | None
+    transport: str
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,13 @@ async def claim(
             )
             continue
         attempt_id = new_id("mail_att_")
+        transport = credential.type if credential else default_transport
         attempts.append(
             {
                 "id": attempt_id,
                 "message_id": message.id,
                 "number": message.attempt_count,
-                "transport": credential.type if credential else default_transport,
+                "transport": transport,
                 "credential_id": credential.id if credential else None,
                 "worker": worker,
                 "started_at": now,
@@ -149,6 +151,7 @@ async def claim(
                 attempt_number=message.attempt_count,
                 lease_token=token,
                 credential=credential,
+                transport=transport,
             )
         )
     await repository.open_attempts(session, attempts)
@@ -187,7 +190,8 @@ def _outcome_of(error: DeliveryError) -> Outcome:
 
 async def record(
     session: AsyncSession, results: list[Result], settings: DeliverySettings, rng: random.Random
-) -> None:
+) -> list[MessageStatus]:
+    """Records each result; the status each message is left in."""
     attempt_rows: list[dict[str, Any]] = []
     message_rows: list[dict[str, Any]] = []
     for result in results:
@@ -229,6 +233,14 @@ async def record(
         )
     await repository.close_attempts(session, attempt_rows)
     await repository.record_messages(session, message_rows)
+    return [MessageStatus(row["b_status"]) for row in message_rows]
+
+
+async def queue_stats(session: AsyncSession, now: datetime) -> tuple[int, float]:
+    """Outbox depth, and how many seconds the most overdue message has waited (0 if none)."""
+    depth, earliest = await repository.outbox_stats(session)
+    overdue = (now - earliest).total_seconds() if earliest is not None else 0.0
+    return depth, max(0.0, overdue)
 
 
 async def list_attempts(

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from postroom.core.clock import Clock, SystemClock
 from postroom.core.crypto import SecretBox
 from postroom.core.ids import new_id
+from postroom.core.metrics import ATTEMPTS, DELIVERY_SECONDS, MESSAGES_FAILED, MESSAGES_SENT
 from postroom.credentials.service import DeliveryCredential
 from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.delivery import service
@@ -30,9 +31,27 @@ from postroom.delivery.transports.base import (
 from postroom.delivery.transports.eml import EmlFileTransport
 from postroom.delivery.transports.registry import TransportRegistry
 from postroom.delivery.transports.smtp import SmtpConfig, SmtpLimits, SmtpTransport
+from postroom.idempotency import service as idempotency
+from postroom.messages.models import MessageStatus
 from postroom.settings import Settings
 
 log = logging.getLogger(__name__)
+
+HOUSEKEEPING_SECONDS = 600
+
+
+def _observe(results: list[service.Result], statuses: list[MessageStatus]) -> None:
+    for result, status in zip(results, statuses, strict=True):
+        transport = result.job.transport
+        outcome = result.outcome
+        kind = "sent" if isinstance(outcome, Receipt) else type(outcome).__name__
+        ATTEMPTS.labels(transport, kind).inc()
+        if status == MessageStatus.SENT:
+            MESSAGES_SENT.labels(transport).inc()
+            waited = (result.finished_at - result.job.message.date).total_seconds()
+            DELIVERY_SECONDS.observe(max(0.0, waited))
+        elif status == MessageStatus.FAILED:
+            MESSAGES_FAILED.labels(transport).inc()
 
 
 def smtp_limits(settings: Settings) -> SmtpLimits:
@@ -110,13 +129,28 @@ class Worker:
         if claim.jobs:
             results = await asyncio.gather(*(self._deliver(job) for job in claim.jobs))
             async with self.sessionmaker() as session, session.begin():
-                await service.record(session, list(results), self.settings.delivery, self.rng)
+                statuses = await service.record(
+                    session, list(results), self.settings.delivery, self.rng
+                )
+            _observe(results, statuses)
         return len(claim.jobs) + claim.settled
+
+    async def housekeeping(self) -> None:
+        """Drops Idempotency-Key answers past their retention."""
+        async with self.sessionmaker() as session, session.begin():
+            await idempotency.purge_expired(session, self.clock.now())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop` is set; a batch under way is finished and recorded first."""
         log.info("delivery worker started", extra={"worker": self.name})
+        next_housekeeping = 0.0
         while not stop.is_set():
+            if time.monotonic() >= next_housekeeping:
+                next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+                try:
+                    await self.housekeeping()
+                except Exception:
+                    log.exception("housekeeping failed", extra={"worker": self.name})
             try:
                 claimed = await self.run_once()
             except Exception:

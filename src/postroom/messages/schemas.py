@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from postroom.api.wire import SelfLink, WireTime
+from postroom.api.wire import SelfLink, WireStr, WireTime
 from postroom.core.listing import FieldKind, ListField
 from postroom.messages.models import EmailMessage, MessageStatus
 
@@ -27,11 +27,22 @@ def _single_line(value: str) -> str:
     return value
 
 
+# Request limits (README "Limits"): a transactional message is not a mailing list.
+MAX_RECIPIENTS = 50  # per field: to, cc, bcc
+MAX_METADATA_ENTRIES = 50
+MAX_METADATA_KEY = 100
+MAX_METADATA_VALUE = 2000
+MAX_ATTACHMENTS = 20
+
+MetadataKey = Annotated[WireStr, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY)]
+MetadataValue = Annotated[WireStr, StringConstraints(max_length=MAX_METADATA_VALUE)]
+
+
 class Attachment(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 
-    resource_type: str = Field(alias="resourceType", min_length=1, max_length=50)
-    resource_id: str = Field(alias="resourceId", min_length=1, max_length=50)
+    resource_type: WireStr = Field(alias="resourceType", min_length=1, max_length=50)
+    resource_id: WireStr = Field(alias="resourceId", min_length=1, max_length=50)
 
 
 class EmailMessageCreate(BaseModel):
@@ -41,15 +52,15 @@ class EmailMessageCreate(BaseModel):
 
     status: Literal["draft", "outbox"] = "draft"
     from_: EmailAddress = Field(alias="from")
-    to: list[EmailAddress] = Field(min_length=1)
-    cc: list[EmailAddress] | None = None
-    bcc: list[EmailAddress] | None = None
-    subject: Annotated[str, StringConstraints(max_length=998), AfterValidator(_single_line)]
-    text: str
-    html: str
-    metadata: dict[str, str] | None = None
-    attachments: list[Attachment] | None = None
-    credential_hash: str | None = Field(None, alias="credentialHash", max_length=50)
+    to: list[EmailAddress] = Field(min_length=1, max_length=MAX_RECIPIENTS)
+    cc: list[EmailAddress] | None = Field(None, max_length=MAX_RECIPIENTS)
+    bcc: list[EmailAddress] | None = Field(None, max_length=MAX_RECIPIENTS)
+    subject: Annotated[WireStr, StringConstraints(max_length=998), AfterValidator(_single_line)]
+    text: WireStr
+    html: WireStr
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=MAX_METADATA_ENTRIES)
+    attachments: list[Attachment] | None = Field(None, max_length=MAX_ATTACHMENTS)
+    credential_hash: WireStr | None = Field(None, alias="credentialHash", max_length=50)
 
 
 class EmailMessageSend(BaseModel):

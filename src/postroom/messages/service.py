@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.ids import new_id
 from postroom.core.listing import ListQuery
+from postroom.core.metrics import MESSAGES_CREATED
 from postroom.credentials import service as credentials
 from postroom.errors import Conflict, NotFound
 from postroom.messages import repository
@@ -45,6 +46,7 @@ async def create_message(
     )
     session.add(message)
     await session.flush()
+    MESSAGES_CREATED.labels(data.status).inc()
     return message
 
 

@@ -1,0 +1,65 @@
+"""What every resource operation shares, added to the generated OpenAPI document in one place:
+the Idempotency-Key header, rate-limit headers and answers, the body-size answer."""
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from postroom.api.problems import problem_responses
+
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retry safe: the same key with the same request returns the first "
+    "answer (with `Idempotent-Replayed: true`) and creates nothing new; with another request "
+    "it is a 422; while the first request is still running, a 409. Kept for "
+    "POSTROOM_LIMITS__IDEMPOTENCY_RETENTION_HOURS (7 days). Only successful answers are kept.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+_RATE_HEADERS = {
+    "X-RateLimit-Limit": {
+        "description": "Requests allowed in the current window for this API key.",
+        "schema": {"type": "integer"},
+    },
+    "X-RateLimit-Remaining": {
+        "description": "Requests left in the current window.",
+        "schema": {"type": "integer"},
+    },
+}
+_TOO_MANY = problem_responses(429)[429]
+_TOO_MANY["headers"] = {
+    "X-RateLimit-Retry-After": {
+        "description": "UTC timestamp (seconds) when the window resets.",
+        "schema": {"type": "integer"},
+    },
+    "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}},
+}
+
+
+def document_cross_cutting(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        servers=app.servers,
+    )
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if "security" not in operation:
+                continue  # health and metrics: no key, no limits
+            responses = operation["responses"]
+            for status, response in responses.items():
+                if status.startswith("2"):
+                    response.setdefault("headers", {}).update(_RATE_HEADERS)
+            responses.setdefault("429", _TOO_MANY)
+            if method in {"post", "patch"}:
+                operation.setdefault("parameters", []).append(_IDEMPOTENCY_KEY)
+                if not path.endswith("/files"):
+                    responses.setdefault("413", problem_responses(413)[413])
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,73 @@
+"""Rate limits per API key, with `limits`: counted in memory, or in Redis when several API
+processes must share one budget."""
+
+import logging
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter
+from redis.asyncio import ConnectionPool
+
+from postroom.errors import TooManyRequests
+from postroom.settings import LimitSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Usage:
+    limit: int
+    remaining: int
+
+    def headers(self) -> dict[str, str]:
+        return {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.remaining)}
+
+
+class RateLimiter:
+    def __init__(self, settings: LimitSettings, *, key_prefix: str = "postroom") -> None:
+        self.storage: Storage
+        self._pool: ConnectionPool | None = None
+        if settings.rate_limit_storage_url:
+            # Our own pool, so that we can close it when the app stops.
+            self._pool = ConnectionPool.from_url(settings.rate_limit_storage_url)
+            self.storage = RedisStorage(
+                settings.rate_limit_storage_url,
+                implementation="redispy",
+                key_prefix=key_prefix,
+                wrap_exceptions=True,
+                connection_pool=self._pool,  # type: ignore[arg-type]  # passed to redis.asyncio.Redis
+            )
+        else:
+            self.storage = MemoryStorage()
+        self.strategy = FixedWindowRateLimiter(self.storage)
+        self.write: RateLimitItem = parse(settings.rate_limit_write)
+        self.read: RateLimitItem = parse(settings.rate_limit_read)
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+
+    async def hit(self, api_key_id: str, *, write: bool) -> Usage | None:
+        """Counts one request; raises TooManyRequests past the limit. None if the counter
+        store cannot be reached: requests are let through rather than refused (logged)."""
+        item = self.write if write else self.read
+        try:
+            allowed = await self.strategy.hit(item, api_key_id)
+            stats = await self.strategy.get_window_stats(item, api_key_id)
+        except Exception:
+            log.warning("rate limit store unreachable; not limiting", exc_info=True)
+            return None
+        usage = Usage(item.amount, stats.remaining)
+        if not allowed:
+            reset = int(stats.reset_time)
+            raise TooManyRequests(
+                f"more than {item} requests with this API key",
+                headers={
+                    **usage.headers(),
+                    "X-RateLimit-Retry-After": str(reset),
+                    "Retry-After": str(max(1, reset - int(time.time()))),
+                },
+            )
+        return usage

@@ -1,0 +1,112 @@
+"""One database transaction per request, committed just before the response starts.
+
+A client that reads 201 knows its row is durable; any error (a problem response, an exception)
+rolls everything back. A request with an Idempotency-Key has its answer buffered and stored in
+the same transaction as the resource it made, so neither ever exists without the other.
+"""
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from postroom.idempotency import service as idempotency
+
+log = logging.getLogger(__name__)
+
+# Headers of a stored answer that a replay gives again.
+_REPLAYED = {"content-type", "location"}
+
+
+class TransactionMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        fastapi_app = scope["app"]
+        async with fastapi_app.state.sessionmaker() as session:
+            state["session"] = session
+            start: Message = {}
+            parts: list[bytes] = []
+            buffering = replaced = False
+
+            async def finish(status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
+                """Commit (with any idempotent answer) or roll back; False if the commit failed."""
+                if status >= 400:
+                    await session.rollback()
+                    return True
+                try:
+                    claimed = state.get("idempotency")
+                    if isinstance(claimed, idempotency.Claimed):
+                        await _store_answer(fastapi_app, session, claimed, status, body, headers)
+                    await session.commit()
+                except Exception:
+                    log.exception("commit failed", extra={"path": scope.get("path")})
+                    await session.rollback()
+                    return False
+                return True
+
+            async def send_after_commit(message: Message) -> None:
+                nonlocal start, buffering, replaced
+                if message["type"] == "http.response.start":
+                    start = message
+                    # An idempotent answer is stored with its body, so that waits for the body.
+                    buffering = isinstance(state.get("idempotency"), idempotency.Claimed)
+                    if not buffering:
+                        replaced = not await finish(message["status"], b"", [])
+                        await (_send_failure(send) if replaced else send(message))
+                    return
+                if replaced or not buffering:
+                    if not replaced:
+                        await send(message)
+                    return
+                parts.append(message.get("body", b""))
+                if message.get("more_body"):
+                    return
+                body = b"".join(parts)
+                if not await finish(start["status"], body, list(start["headers"])):
+                    await _send_failure(send)
+                    return
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+
+            await self.app(scope, receive, send_after_commit)
+
+
+async def _store_answer(
+    app: Any,
+    session: Any,
+    claimed: idempotency.Claimed,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    kept = {k.decode().lower(): v.decode() for k, v in headers if k.decode().lower() in _REPLAYED}
+    answer = idempotency.StoredAnswer(status, kept, body.decode())
+    retention = timedelta(hours=app.state.settings.limits.idempotency_retention_hours)
+    await idempotency.complete(session, claimed, answer, app.state.clock.now(), retention)
+
+
+async def _send_failure(send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [(b"content-type", b"application/problem+json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": json.dumps(_FAILED).encode()})
+
+
+_FAILED: dict[str, Any] = {
+    "type": "about:blank",
+    "title": "Internal server error",
+    "status": 500,
+    "detail": "the change could not be saved; nothing was stored",
+}

@@ -1,0 +1,25 @@
+"""Prometheus metrics of the API and the delivery worker (one registry a process)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "postroom_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+REQUEST_SECONDS = Histogram(
+    "postroom_http_request_duration_seconds", "Time to answer an HTTP request", ["route"]
+)
+MESSAGES_CREATED = Counter("postroom_messages_created_total", "Email messages created", ["status"])
+MESSAGES_SENT = Counter("postroom_messages_sent_total", "Messages delivered", ["transport"])
+MESSAGES_FAILED = Counter("postroom_messages_failed_total", "Messages given up on", ["transport"])
+ATTEMPTS = Counter(
+    "postroom_delivery_attempts_total", "Delivery attempts by outcome", ["transport", "outcome"]
+)
+DELIVERY_SECONDS = Histogram(
+    "postroom_delivery_latency_seconds",
+    "From entering outbox to accepted by the mail service",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600),
+)
+OUTBOX_DEPTH = Gauge("postroom_outbox_depth", "Messages in outbox (queued or being sent)")
+OUTBOX_OLDEST_DUE_SECONDS = Gauge(
+    "postroom_outbox_oldest_due_seconds", "How long the most overdue outbox message has waited"
+)
