@@ -5,6 +5,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
+import prometheus_client
 import typer
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -101,10 +102,16 @@ def api(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics of this worker on this port.")
+    ] = None,
+) -> None:
     """Run a delivery worker; run as many as you like against PostgreSQL. SIGTERM finishes
     the batch under way, records it, and exits."""
     settings = _settings()
+    if metrics_port is not None:
+        prometheus_client.start_http_server(metrics_port, addr=settings.host)
 
     async def main() -> None:
         stop = asyncio.Event()
