@@ -21,16 +21,11 @@ class RequestLogMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        logged = False
 
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
+        def record() -> None:
+            nonlocal logged
+            logged = True
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             # The route's template, not the path: ids would make every path its own series.
@@ -47,3 +42,19 @@ class RequestLogMiddleware:
                     "organization_id": scope.get("state", {}).get("organization_id"),
                 },
             )
+
+        async def send_recorded(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Recorded before the last byte goes out, so that whoever reads the answer can
+                # also read its log line and metric.
+                record()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recorded)
+        finally:
+            if not logged:
+                record()

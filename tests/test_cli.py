@@ -1,0 +1,224 @@
+"""The `postroom` command, run as a real process: serve, organizations create, keys create."""
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from postroom.auth import service as auth
+from tests import databases as test_databases
+from tests.factories import message_body
+from tests.servers.http import CLIENT_TLS
+
+POSTROOM = str(Path(sys.executable).parent / "postroom")
+START_TIMEOUT = 60  # seconds: imports, migrations and the first start of a fresh database
+STOP_TIMEOUT = 30
+KEY_LINE = re.compile(r"API key, shown only now: (\S+)")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def environment(database_url: str, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTROOM_")}
+    env.update(
+        POSTROOM_DATABASE_URL=database_url,
+        POSTROOM_DATA_DIR=str(data_dir),
+        POSTROOM_LOG_JSON="true",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+async def run_command(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        POSTROOM,
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), START_TIMEOUT)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@dataclass
+class Serving:
+    """A running `postroom serve`, with what it has printed so far."""
+
+    process: asyncio.subprocess.Process
+    url: str
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+
+    async def read_until(
+        self, stream_name: str, wanted: Callable[[str], bool], timeout: float = START_TIMEOUT
+    ) -> str:
+        """The first line of stdout/stderr for which `wanted` holds; fails on EOF or timeout."""
+        stream = self.process.stdout if stream_name == "stdout" else self.process.stderr
+        seen = self.stdout if stream_name == "stdout" else self.stderr
+        assert stream is not None
+
+        async def scan() -> str:
+            while line := (await stream.readline()).decode():
+                seen.append(line)
+                if wanted(line):
+                    return line
+            raise AssertionError(f"postroom serve ended its {stream_name}: {self.output()}")
+
+        return await asyncio.wait_for(scan(), timeout)
+
+    async def until_listening(self) -> None:
+        await self.read_until("stderr", lambda line: "Uvicorn running on" in line)
+
+    async def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(self.process.communicate(), STOP_TIMEOUT)
+        self.stdout.extend(out.decode().splitlines(keepends=True))
+        self.stderr.extend(err.decode().splitlines(keepends=True))
+
+    def output(self) -> str:
+        return "".join(self.stdout) + "".join(self.stderr)
+
+
+@pytest.fixture
+async def serve_env(databases: test_databases.DatabaseFactory, tmp_path: Path) -> dict[str, str]:
+    return environment(await databases.clone(), tmp_path / "data")
+
+
+async def start_serve(env: dict[str, str]) -> Serving:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        POSTROOM,
+        "serve",
+        "--port",
+        str(port),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    return Serving(process, f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture
+async def serving(serve_env: dict[str, str]) -> AsyncIterator[Serving]:
+    served = await start_serve(serve_env)
+    try:
+        yield served
+    finally:
+        if served.process.returncode is None:
+            served.process.kill()
+            await asyncio.wait_for(served.process.communicate(), STOP_TIMEOUT)
+
+
+def assert_stopped_cleanly(served: Serving) -> None:
+    # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught (so a supervisor sees
+    # the usual signal exit): either 0 or -SIGTERM is a clean end.
+    assert served.process.returncode in (0, -signal.SIGTERM), served.output()
+    logs = "".join(served.stderr)
+    assert "Application shutdown complete" in logs, logs
+    assert "Traceback" not in logs, logs
+
+
+def assert_json_logs(served: Serving) -> None:
+    # POSTROOM_LOG_JSON=true: every line on stderr is one JSON object, uvicorn's included.
+    assert served.stderr
+    for line in served.stderr:
+        entry = json.loads(line)
+        assert {"time", "level", "logger", "message"} <= entry.keys()
+
+
+class TestServe:
+    async def test_first_start_prints_a_key_that_sends_a_message_and_stops_on_sigterm(
+        self, serving: Serving
+    ) -> None:
+        line = await serving.read_until("stdout", lambda line: KEY_LINE.search(line) is not None)
+        match = KEY_LINE.search(line)
+        assert match is not None
+        key = match.group(1)
+        await serving.until_listening()
+        async with httpx.AsyncClient(
+            base_url=serving.url, headers={"REB-APIKEY": key}, verify=CLIENT_TLS
+        ) as http:
+            response = await http.post("/email-messages", json=message_body())
+        assert response.status_code == 201, response.text
+        await serving.stop()
+        assert_stopped_cleanly(serving)
+        assert_json_logs(serving)
+
+    async def test_second_start_on_the_same_database_prints_no_key(
+        self, serving: Serving, serve_env: dict[str, str]
+    ) -> None:
+        await serving.until_listening()
+        await serving.stop()
+        assert KEY_LINE.search("".join(serving.stdout))
+        again = await start_serve(serve_env)
+        try:
+            await again.until_listening()
+        finally:
+            await again.stop()
+        assert_stopped_cleanly(again)
+        assert "API key" not in again.output()
+        assert "Created organization" not in again.output()
+
+
+class TestOrganizationsAndKeys:
+    @pytest.fixture
+    def cli_env(self, database_url: str, tmp_path: Path) -> dict[str, str]:
+        # The database the shared `api_url` server uses, so its keys can be tried there.
+        return environment(database_url, tmp_path / "data")
+
+    async def test_organizations_create_prints_an_id_and_a_working_key(
+        self, cli_env: dict[str, str], api_url: str
+    ) -> None:
+        code, out, err = await run_command(cli_env, "organizations", "create", "Acme")
+        assert code == 0, err
+        organization = re.search(r"organization: (org_\w+)", out)
+        key = re.search(r"api key \(shown only now\): (\S+)", out)
+        assert organization is not None and key is not None, out
+        async with httpx.AsyncClient(
+            base_url=api_url, headers={"REB-APIKEY": key.group(1)}, verify=CLIENT_TLS
+        ) as http:
+            response = await http.get(f"/organizations/{organization.group(1)}/email-messages")
+        assert response.status_code == 200, response.text
+        assert response.json() == []
+
+    async def test_keys_create_adds_a_working_key(
+        self, cli_env: dict[str, str], api_url: str, organization: auth.NewOrganization
+    ) -> None:
+        code, out, err = await run_command(
+            cli_env, "keys", "create", organization.organization_id, "--name", "second"
+        )
+        assert code == 0, err
+        key = re.search(r"api key \(shown only now\): (\S+)", out)
+        assert key is not None, out
+        async with httpx.AsyncClient(
+            base_url=api_url, headers={"Authorization": f"Bearer {key.group(1)}"}, verify=CLIENT_TLS
+        ) as http:
+            assert (await http.get("/email-messages")).status_code == 200
+
+    async def test_keys_create_for_an_unknown_organization_fails_with_an_error(
+        self, cli_env: dict[str, str]
+    ) -> None:
+        code, out, err = await run_command(
+            cli_env, "keys", "create", "org_01JD0000000000000000000000"
+        )
+        assert code != 0
+        assert "error:" in err
+        assert "org_01JD0000000000000000000000" in err
+        assert "api key" not in out
+        assert "Traceback" not in err
