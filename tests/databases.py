@@ -83,6 +83,13 @@ class DatabaseFactory:
         return self._url(name)
 
     async def drop_all(self) -> None:
-        if BACKEND == "postgresql":
-            for name in reversed(self.created):
+        if BACKEND != "postgresql":
+            return
+        # A few at once: one after another, the drops of a whole run take a quarter minute.
+        slots = asyncio.Semaphore(4)
+
+        async def drop(name: str) -> None:
+            async with slots:
                 await self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+        await asyncio.gather(*(drop(name) for name in self.created))
