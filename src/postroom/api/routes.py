@@ -5,12 +5,14 @@ from fastapi import APIRouter, FastAPI
 from postroom.api import health
 from postroom.credentials.router import router as credentials
 from postroom.delivery.router import router as delivery
+from postroom.files.router import router as files
 from postroom.messages.router import router as messages
 
 resources = APIRouter()
 resources.include_router(messages)
 resources.include_router(delivery)
 resources.include_router(credentials)
+resources.include_router(files)
 
 
 def include_routes(app: FastAPI) -> None:

@@ -30,6 +30,7 @@ from postroom.delivery.transports.base import (
 from postroom.delivery.transports.eml import EmlFileTransport
 from postroom.delivery.transports.registry import TransportRegistry
 from postroom.delivery.transports.smtp import SmtpConfig, SmtpLimits, SmtpTransport
+from postroom.files import service as files
 from postroom.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Worker:
         self.settings = settings
         self.box = box
         self.transports = transports
+        self.blobs = files.blob_store(settings)
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id('')[-6:]}"
@@ -106,6 +108,7 @@ class Worker:
                 settings=self.settings.delivery,
                 box=self.box,
                 default_transport=self.transports.default.name,
+                blobs=self.blobs,
             )
         if claim.jobs:
             results = await asyncio.gather(*(self._deliver(job) for job in claim.jobs))
