@@ -1,18 +1,22 @@
 """HTTP for /files: upload in three body styles, list, get, download, change, delete."""
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from functools import partial
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from postroom.api.collections import PAGINATION_HEADERS, collection_query, set_pagination_headers
 from postroom.api.deps import ClockDep, OrganizationDep, SessionDep, SettingsDep
 from postroom.api.problems import problem_responses
 from postroom.api.wire import resource_url
 from postroom.core.listing import ListQuery
+from postroom.errors import PostroomError
 from postroom.files import service
 from postroom.files.blobstore import BlobStore
 from postroom.files.models import StoredFile
@@ -22,6 +26,7 @@ from postroom.messages import service as messages
 
 router = APIRouter(prefix="/files", tags=["Files"])
 ListQueryDep = Annotated[ListQuery, Depends(collection_query(LIST_FIELDS))]
+DRAIN_SECONDS = 10
 
 
 def _store(settings: SettingsDep) -> BlobStore:
@@ -38,18 +43,36 @@ async def _upload(
     # solves them in order), so no transaction is open while a slow client sends a large file:
     # on SQLite an open transaction holds the write lock for every writer.
     length = request.headers.get("content-length")
-    async with store.writer(settings.files.max_file_bytes) as writer:
-        upload = await read_upload(
-            request.headers.get("content-type", ""),
-            int(length) if length and length.isdigit() else None,
-            request.headers.get("content-disposition"),
-            request.stream(),
-            writer,
-        )
+    stream = request.stream()
+    try:
+        async with store.writer(settings.files.max_file_bytes) as writer:
+            upload = await read_upload(
+                request.headers.get("content-type", ""),
+                int(length) if length and length.isdigit() else None,
+                request.headers.get("content-disposition"),
+                stream,
+                writer,
+            )
+    except PostroomError:
+        await _drain(stream, settings.files.max_file_bytes)
+        raise
     try:
         yield upload
     finally:
         store.discard(upload.blob)  # unless it was moved into the store
+
+
+async def _drain(stream: AsyncIterator[bytes], most: int) -> None:
+    """Reads and drops what is left of a refused body (bounded in bytes and time), as a
+    lingering close does: a server that closes with unread data in its socket sends a reset,
+    which can destroy the error response before the client has read it."""
+    drained = 0
+    with suppress(TimeoutError, ClientDisconnect):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for chunk in stream:
+                drained += len(chunk)
+                if drained > most:
+                    break
 
 
 UploadDep = Annotated[Upload, Depends(_upload, scope="function")]
