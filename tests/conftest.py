@@ -12,7 +12,7 @@ from postroom.app import create_app
 from postroom.auth import service as auth
 from postroom.core.clock import SystemClock
 from postroom.db.engine import create_engine, create_sessionmaker
-from postroom.settings import Settings
+from postroom.settings import FileSettings, Settings
 from tests.databases import BACKEND, DatabaseFactory, postgres_reachable
 from tests.servers.http import CLIENT_TLS, serve_in_thread
 
@@ -62,6 +62,28 @@ def api_url(settings: Settings) -> Iterator[str]:
         yield url
 
 
+# A second API on the same database with small file limits, for the tests of those limits.
+LIMITED_FILE_BYTES = 64 * 1024
+LIMITED_MESSAGE_BYTES = 100 * 1024
+
+
+@pytest.fixture(scope="session")
+def limited_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return make_settings(
+        database_url,
+        tmp_path_factory.mktemp("limited"),
+        files=FileSettings(
+            max_file_bytes=LIMITED_FILE_BYTES, max_message_bytes=LIMITED_MESSAGE_BYTES
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def limited_api_url(limited_settings: Settings) -> Iterator[str]:
+    with serve_in_thread(create_app(limited_settings)) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 async def sessionmaker(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     engine = create_engine(database_url, pool_size=2)
@@ -84,6 +106,29 @@ async def client(
         headers={"REB-APIKEY": organization.api_key},
         timeout=30,
         verify=CLIENT_TLS,
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+async def limited_client(
+    limited_api_url: str, organization: auth.NewOrganization
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=limited_api_url, headers={"REB-APIKEY": organization.api_key}, timeout=30
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+async def other_client(
+    api_url: str, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of another organization than `client`'s."""
+    async with sessionmaker() as session, session.begin():
+        other = await auth.create_organization(session, "other", SystemClock().now())
+    async with httpx.AsyncClient(
+        base_url=api_url, headers={"REB-APIKEY": other.api_key}, timeout=30
     ) as http:
         yield http
 

@@ -1,5 +1,8 @@
 """Small builders with overridable defaults."""
 
+import os
+import struct
+import zlib
 from typing import Any
 
 import httpx
@@ -45,3 +48,51 @@ async def update_message(
         await session.execute(
             update(EmailMessage).where(EmailMessage.id == message_id).values(**values)
         )
+
+
+def png_bytes(size: int = 0) -> bytes:
+    """A valid 1x1 PNG, unique each call (random text chunk), padded to about `size` bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    padding = os.urandom(max(16, size - 100))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"tEXt", b"Comment\x00" + padding.hex().encode()[: len(padding)])
+        + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00"))
+        + chunk(b"IEND", b"")
+    )
+
+
+def pdf_bytes(size: int = 0) -> bytes:
+    """A minimal PDF, unique each call, padded with binary stream data to about `size` bytes."""
+    stream = os.urandom(max(16, size - 300))
+    return (
+        b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
+        b"2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\n"
+        + f"3 0 obj\n<< /Length {len(stream)} >>\nstream\n".encode()
+        + stream
+        + b"\nendstream\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"
+    )
+
+
+async def upload_file(
+    client: httpx.AsyncClient,
+    content: bytes | None = None,
+    filename: str = "file.png",
+    **fields: Any,
+) -> dict[str, Any]:
+    """Uploads as multipart; `fields` are the other form parts (name, description, tags)."""
+    response = await client.post(
+        "/files",
+        files={"file": (filename, png_bytes() if content is None else content)},
+        data=fields,
+    )
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created

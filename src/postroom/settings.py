@@ -49,6 +49,20 @@ class LimitSettings(BaseModel):
     )
 
 
+class FileSettings(BaseModel):
+    """Uploaded files and message attachments (POSTROOM_FILES__<FIELD>)."""
+
+    blob_dir: Path | None = Field(
+        None, description="where file contents are kept; default: data_dir/blobs"
+    )
+    max_file_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, description="largest file one upload may carry (413 beyond)"
+    )
+    max_message_bytes: int = Field(
+        25 * 1024 * 1024, ge=1, description="total size of the files one message attaches"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="POSTROOM_", env_nested_delimiter="__", extra="ignore"
@@ -78,6 +92,7 @@ class Settings(BaseSettings):
     log_json: bool = Field(True, description="one JSON object a log line")
     delivery: DeliverySettings = DeliverySettings()
     limits: LimitSettings = LimitSettings()
+    files: FileSettings = FileSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> "Settings":
@@ -92,6 +107,10 @@ class Settings(BaseSettings):
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
         return load_or_create_secret(self.data_dir)
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.files.blob_dir or self.data_dir / "blobs"
 
     @property
     def resolved_database_url(self) -> str:

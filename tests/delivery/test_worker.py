@@ -327,6 +327,7 @@ class TestInterruptedAttempts:
                 settings=h.settings.delivery,
                 box=h.worker.box,
                 default_transport="smtp",
+                blobs=h.worker.blobs,
             )
         assert len(claim.jobs) == 1
 

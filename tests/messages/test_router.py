@@ -7,7 +7,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.factories import make_message, message_body, update_message
+from tests.factories import make_message, message_body, pdf_bytes, update_message, upload_file
 
 # Every property of components/schemas/EmailMessage.yaml: present in every response.
 PROPERTIES = {
@@ -103,6 +103,8 @@ class TestCreate:
         assert body["updatedTime"] == body["createdTime"]
 
     async def test_every_field_round_trips(self, client: httpx.AsyncClient) -> None:
+        invoice = await upload_file(client, pdf_bytes(), filename="invoice.pdf")
+        logo = await upload_file(client)
         given: dict[str, Any] = {
             "from": "billing@example.com",
             "to": ["alice@example.com", "bob@example.org"],
@@ -113,8 +115,8 @@ class TestCreate:
             "html": "<h1>Invoice</h1><p>Thank you</p>",
             "metadata": {"eventType": "invoice-issued", "invoiceId": "in_42"},
             "attachments": [
-                {"resourceType": "file", "resourceId": "file_0YV7J787J0DW0918MQQMDHWA7M"},
-                {"resourceType": "invoice", "resourceId": "in_42"},
+                {"resourceType": "file", "resourceId": invoice["id"]},
+                {"resourceType": "file", "resourceId": logo["id"]},
             ],
         }
         created = await make_message(client, **given)
@@ -382,3 +384,52 @@ class TestDelete:
     async def test_delete_unknown_id_is_404(self, client: httpx.AsyncClient) -> None:
         response = await client.delete("/email-messages/mail_msg_01JD0000000000000000000000")
         assert_problem(response, 404)
+
+
+class TestAttachments:
+    async def test_attached_files_are_kept_on_the_message(self, client: httpx.AsyncClient) -> None:
+        file = await upload_file(client)
+        attachments = [{"resourceType": "file", "resourceId": file["id"]}]
+        created = await make_message(client, attachments=attachments)
+        assert created["attachments"] == attachments
+
+    @pytest.mark.parametrize(
+        ("attachment", "field"),
+        [
+            ({"resourceType": "invoice", "resourceId": "in_1"}, "attachments.1.resourceType"),
+            ({"resourceType": "file", "resourceId": "file_nope"}, "attachments.1.resourceId"),
+            ({"resourceType": "file"}, "attachments.1.resourceId"),
+        ],
+    )
+    async def test_an_attachment_that_is_not_a_file_of_ours_is_422_naming_it(
+        self, client: httpx.AsyncClient, attachment: dict[str, str], field: str
+    ) -> None:
+        file = await upload_file(client)
+        response = await client.post(
+            "/email-messages",
+            json=message_body(
+                attachments=[{"resourceType": "file", "resourceId": file["id"]}, attachment]
+            ),
+        )
+        assert response.status_code == 422
+        assert [f["field"] for f in response.json()["invalidFields"]] == [field]
+
+    async def test_attachments_over_the_message_limit_are_422(
+        self, limited_client: httpx.AsyncClient
+    ) -> None:
+        # Each file is under the 64 KiB file limit; together they pass the 100 KiB message limit.
+        first = await upload_file(limited_client, pdf_bytes(60_000))
+        second = await upload_file(limited_client, pdf_bytes(60_000))
+        response = await limited_client.post(
+            "/email-messages",
+            json=message_body(
+                status="outbox",
+                attachments=[
+                    {"resourceType": "file", "resourceId": first["id"]},
+                    {"resourceType": "file", "resourceId": second["id"]},
+                ],
+            ),
+        )
+        assert response.status_code == 422
+        assert [f["field"] for f in response.json()["invalidFields"]] == ["attachments"]
+        assert (await limited_client.get("/email-messages")).json() == []

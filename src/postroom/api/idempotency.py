@@ -29,7 +29,10 @@ async def claim_idempotency_key(
         raise invalid_field(idempotency.HEADER, "must be 1 to 255 characters")
     # The same request under both URL forms (with and without /organizations/{id}) is one.
     path = _ORGANIZATION_PREFIX.sub("", request.url.path)
-    fingerprint = idempotency.fingerprint(request.method, path, await request.body())
+    # A handler that streams its body itself (an upload) leaves a digest of it instead.
+    streamed = getattr(request.state, "streamed_body_digest", None)
+    body = streamed.encode() if streamed is not None else await request.body()
+    fingerprint = idempotency.fingerprint(request.method, path, body)
     outcome = await idempotency.begin(
         session, organization_id, key, fingerprint, request.app.state.clock.now()
     )

@@ -57,9 +57,10 @@ def document_cross_cutting(app: FastAPI) -> dict[str, Any]:
                 if status.startswith("2"):
                     response.setdefault("headers", {}).update(_RATE_HEADERS)
             responses.setdefault("429", _TOO_MANY)
+            if method in {"post", "patch", "put"}:
+                responses.setdefault("415", problem_responses(415)[415])
             if method in {"post", "patch"}:
                 operation.setdefault("parameters", []).append(_IDEMPOTENCY_KEY)
-                responses.setdefault("415", problem_responses(415)[415])
                 if not path.endswith("/files"):
                     responses.setdefault("413", problem_responses(413)[413])
     app.openapi_schema = schema

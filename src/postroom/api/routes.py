@@ -7,6 +7,7 @@ from postroom.api.deps import refuse_nul
 from postroom.api.problems import problem_responses
 from postroom.credentials.router import router as credentials
 from postroom.delivery.router import router as delivery
+from postroom.files.router import router as files
 from postroom.messages.router import router as messages
 
 # Every resource route may answer 400 (refuse_nul) and 422 (request validation); declared here so
@@ -15,6 +16,7 @@ resources = APIRouter(dependencies=[Depends(refuse_nul)], responses=problem_resp
 resources.include_router(messages)
 resources.include_router(delivery)
 resources.include_router(credentials)
+resources.include_router(files)
 
 
 def include_routes(app: FastAPI) -> None:

@@ -14,7 +14,7 @@ from postroom.credentials import service as credentials
 from postroom.credentials.models import CredentialStatus
 from postroom.credentials.service import DeliveryCredential
 from postroom.delivery import repository
-from postroom.delivery.mime import OutgoingMessage
+from postroom.delivery.mime import AttachmentFile, OutgoingMessage
 from postroom.delivery.models import DeliveryAttempt, Outcome
 from postroom.delivery.retry import HELD, GiveUp, decide
 from postroom.delivery.transports.base import (
@@ -23,6 +23,9 @@ from postroom.delivery.transports.base import (
     Receipt,
     TransientError,
 )
+from postroom.files import service as files
+from postroom.files.blobstore import BlobStore
+from postroom.files.service import FileContent
 from postroom.messages import service as messages
 from postroom.messages.models import EmailMessage, MessageStatus
 from postroom.settings import DeliverySettings
@@ -61,7 +64,23 @@ def _bounded(text: str) -> str:
     return text if len(text) <= MAX_BODY else text[: MAX_BODY - 1] + "…"
 
 
-def _outgoing(message: EmailMessage) -> OutgoingMessage:
+def _attachments(
+    message: EmailMessage, found: dict[str, FileContent]
+) -> tuple[AttachmentFile, ...] | str:
+    """The message's attachments as files to send, or why they cannot be sent."""
+    attached: list[AttachmentFile] = []
+    for reference in message.attachments:
+        kind, file_id = reference.get("resourceType"), reference.get("resourceId", "")
+        if kind != files.RESOURCE_TYPE:
+            return f"attachment type '{kind}' is not supported; nothing was sent"
+        file = found.get(file_id)
+        if file is None:
+            return f"attached file {file_id} no longer exists; nothing was sent"
+        attached.append(AttachmentFile(file.name, file.mime, file.size, file.path))
+    return tuple(attached)
+
+
+def _outgoing(message: EmailMessage, attachments: tuple[AttachmentFile, ...]) -> OutgoingMessage:
     return OutgoingMessage(
         id=message.id,
         sender=message.from_address,
@@ -72,6 +91,7 @@ def _outgoing(message: EmailMessage) -> OutgoingMessage:
         text=message.text,
         html=message.html,
         date=message.initiated_at or message.created_at,
+        attachments=attachments,
     )
 
 
@@ -105,6 +125,7 @@ async def claim(
     settings: DeliverySettings,
     box: SecretBox,
     default_transport: str,
+    blobs: BlobStore,
 ) -> Claim:
     claimed = await repository.claim_due(
         session,
@@ -118,6 +139,8 @@ async def claim(
     interrupted = await repository.close_interrupted_attempts(session, [m.id for m in claimed], now)
     wanted = {m.credential_hash for m in claimed if m.credential_hash}
     found = await credentials.load_for_delivery(session, wanted, box)
+    file_ids = {a.get("resourceId", "") for m in claimed for a in m.attachments}
+    attached_files = await files.load_for_delivery(session, file_ids, blobs)
 
     jobs: list[Job] = []
     attempts: list[dict[str, Any]] = []
@@ -125,10 +148,10 @@ async def claim(
     for message in claimed:
         credential = found.get(message.credential_hash) if message.credential_hash else None
         refusal = _refusal(message, interrupted, credential, settings)
-        if refusal is not None:
-            settled.append(
-                _message_row(message.id, token, now, MessageStatus.FAILED, None, refusal)
-            )
+        attachments = _attachments(message, attached_files)
+        if refusal is not None or isinstance(attachments, str):
+            reason = refusal or str(attachments)
+            settled.append(_message_row(message.id, token, now, MessageStatus.FAILED, None, reason))
             continue
         attempt_id = new_id("mail_att_")
         transport = credential.type if credential else default_transport
@@ -145,7 +168,7 @@ async def claim(
         )
         jobs.append(
             Job(
-                message=_outgoing(message),
+                message=_outgoing(message, attachments),
                 organization_id=message.organization_id,
                 attempt_id=attempt_id,
                 attempt_number=message.attempt_count,

@@ -31,6 +31,7 @@ from postroom.delivery.transports.base import (
 from postroom.delivery.transports.eml import EmlFileTransport
 from postroom.delivery.transports.registry import TransportRegistry
 from postroom.delivery.transports.smtp import SmtpConfig, SmtpLimits, SmtpTransport
+from postroom.files import service as files
 from postroom.idempotency import service as idempotency
 from postroom.messages.models import MessageStatus
 from postroom.settings import Settings
@@ -107,6 +108,7 @@ class Worker:
         self.settings = settings
         self.box = box
         self.transports = transports
+        self.blobs = files.blob_store(settings)
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id('')[-6:]}"
@@ -125,6 +127,7 @@ class Worker:
                 settings=self.settings.delivery,
                 box=self.box,
                 default_transport=self.transports.default.name,
+                blobs=self.blobs,
             )
         if claim.jobs:
             results = await asyncio.gather(*(self._deliver(job) for job in claim.jobs))

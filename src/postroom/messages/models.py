@@ -66,3 +66,19 @@ class EmailMessage(Base):
             postgresql_ops={"search_text": "gin_trgm_ops"},
         ).ddl_if(dialect="postgresql"),
     )
+
+
+class MessageFile(Base):
+    """Which files a message attaches: what makes a file undeletable while the message is in
+    `outbox` (the message's own `attachments` list stays the record of what was asked for)."""
+
+    __tablename__ = "email_message_files"
+
+    message_id: Mapped[str] = mapped_column(
+        ForeignKey("email_messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    file_id: Mapped[str] = mapped_column(
+        ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+
+    __table_args__ = (Index("ix_email_message_files_file", "file_id"),)

@@ -1,14 +1,15 @@
 """SQL for email messages, scoped to an organization in every statement."""
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, select, update
+from sqlalchemy import ColumnElement, Select, delete, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.listing import ListQuery, SortKey
 from postroom.db.listing import counted, filtered, paged
-from postroom.messages.models import EmailMessage, MessageStatus
+from postroom.messages.models import EmailMessage, MessageFile, MessageStatus
 
 _table = EmailMessage.__table__
 _columns: dict[str, ColumnElement[Any]] = dict(_table.c.items())
@@ -74,3 +75,26 @@ async def delete_unless_in_flight(
         )
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def link_files(session: AsyncSession, message_id: str, file_ids: Collection[str]) -> None:
+    if file_ids:
+        await session.execute(
+            insert(MessageFile), [{"message_id": message_id, "file_id": f} for f in file_ids]
+        )
+
+
+async def queued_with_file(session: AsyncSession, organization_id: str, file_id: str) -> bool:
+    """Whether a message in `outbox` attaches the file."""
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    MessageFile.file_id == file_id,
+                    MessageFile.message_id == EmailMessage.id,
+                    EmailMessage.organization_id == organization_id,
+                    EmailMessage.status == MessageStatus.OUTBOX,
+                )
+            )
+        )
+    )

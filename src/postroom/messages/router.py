@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from postroom.api.collections import PAGINATION_HEADERS, collection_query, set_pagination_headers
-from postroom.api.deps import ClockDep, OrganizationDep, SessionDep
+from postroom.api.deps import ClockDep, OrganizationDep, SessionDep, SettingsDep
 from postroom.api.problems import problem_responses
 from postroom.api.wire import resource_url
 from postroom.core.listing import ListQuery
@@ -68,8 +68,15 @@ async def create_email_message(
     session: SessionDep,
     organization_id: OrganizationDep,
     clock: ClockDep,
+    settings: SettingsDep,
 ) -> EmailMessageRead:
-    message = await service.create_message(session, organization_id, body, clock.now())
+    message = await service.create_message(
+        session,
+        organization_id,
+        body,
+        clock.now(),
+        max_attachment_bytes=settings.files.max_message_bytes,
+    )
     read = _read(request, message)
     response.headers["Location"] = read.links[0].href
     return read
@@ -101,8 +108,16 @@ async def send_email_message(
     session: SessionDep,
     organization_id: OrganizationDep,
     clock: ClockDep,
+    settings: SettingsDep,
 ) -> EmailMessageRead:
-    return _read(request, await service.send_draft(session, organization_id, id, clock.now()))
+    message = await service.send_draft(
+        session,
+        organization_id,
+        id,
+        clock.now(),
+        max_attachment_bytes=settings.files.max_message_bytes,
+    )
+    return _read(request, message)
 
 
 @router.delete(

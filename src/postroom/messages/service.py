@@ -9,20 +9,35 @@ from postroom.core.listing import ListQuery
 from postroom.core.metrics import MESSAGES_CREATED
 from postroom.credentials import service as credentials
 from postroom.errors import Conflict, NotFound
+from postroom.files import service as files
 from postroom.messages import repository
-from postroom.messages.models import EmailMessage
+from postroom.messages.models import EmailMessage, MessageStatus
 from postroom.messages.schemas import EmailMessageCreate
 
 ID_PREFIX = "mail_msg_"
 
 
+async def _check_attachments(
+    session: AsyncSession, organization_id: str, attachments: list[dict[str, str]], max_bytes: int
+) -> list[str]:
+    refs = [(a["resourceType"], a["resourceId"]) for a in attachments]
+    return await files.check_attachments(session, organization_id, refs, max_bytes=max_bytes)
+
+
 async def create_message(
-    session: AsyncSession, organization_id: str, data: EmailMessageCreate, now: datetime
+    session: AsyncSession,
+    organization_id: str,
+    data: EmailMessageCreate,
+    now: datetime,
+    *,
+    max_attachment_bytes: int,
 ) -> EmailMessage:
     """Stores a message; in `outbox` it is queued in this same transaction (the outbox pattern)."""
     now = now.replace(microsecond=0)
     if data.credential_hash is not None:
         await credentials.check_usable(session, organization_id, data.credential_hash)
+    attachments = [a.model_dump(by_alias=True) for a in data.attachments or []]
+    file_ids = await _check_attachments(session, organization_id, attachments, max_attachment_bytes)
     cc, bcc = data.cc or [], data.bcc or []
     message = EmailMessage(
         id=new_id(ID_PREFIX),
@@ -36,7 +51,7 @@ async def create_message(
         text=data.text,
         html=data.html,
         metadata_=data.metadata,
-        attachments=[a.model_dump(by_alias=True) for a in data.attachments or []],
+        attachments=attachments,
         credential_hash=data.credential_hash,
         initiated_at=now if data.status == "outbox" else None,
         next_attempt_at=now if data.status == "outbox" else None,
@@ -47,6 +62,7 @@ async def create_message(
     session.add(message)
     await session.flush()
     MESSAGES_CREATED.labels(data.status).inc()
+    await repository.link_files(session, message.id, file_ids)
     return message
 
 
@@ -64,9 +80,18 @@ async def list_messages(
 
 
 async def send_draft(
-    session: AsyncSession, organization_id: str, message_id: str, now: datetime
+    session: AsyncSession,
+    organization_id: str,
+    message_id: str,
+    now: datetime,
+    *,
+    max_attachment_bytes: int,
 ) -> EmailMessage:
-    """draft -> outbox. Anything else is a conflict: a message is sent once."""
+    """draft -> outbox. Anything else is a conflict: a message is sent once. Its attachments
+    are checked again: a file may have been deleted since the draft was written."""
+    draft = await get_message(session, organization_id, message_id)
+    if draft.status == MessageStatus.DRAFT:
+        await _check_attachments(session, organization_id, draft.attachments, max_attachment_bytes)
     message = await repository.move_draft_to_outbox(
         session, organization_id, message_id, now.replace(microsecond=0)
     )
@@ -74,6 +99,11 @@ async def send_draft(
         current = await get_message(session, organization_id, message_id)
         raise Conflict(f"only a draft can be sent; this message is {current.status}")
     return message
+
+
+async def attaches_queued_file(session: AsyncSession, organization_id: str, file_id: str) -> bool:
+    """Whether a message in `outbox` attaches this file (which must then stay)."""
+    return await repository.queued_with_file(session, organization_id, file_id)
 
 
 async def delete_message(session: AsyncSession, organization_id: str, message_id: str) -> None:

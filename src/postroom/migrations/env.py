@@ -9,6 +9,7 @@ from sqlalchemy import Connection, text
 import postroom.auth.models
 import postroom.credentials.models
 import postroom.delivery.models
+import postroom.files.models
 import postroom.idempotency.models
 import postroom.messages.models  # noqa: F401
 from postroom.db.base import Base

@@ -5,7 +5,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from postroom.delivery.mime import OutgoingMessage, build_mime
+from postroom.delivery.mime import MimeStream, OutgoingMessage
 from postroom.delivery.transports.base import PermanentError, Receipt
 
 
@@ -16,20 +16,25 @@ class EmlFileTransport:
         self.folder = folder
 
     async def send(self, message: OutgoingMessage) -> Receipt:
-        data = build_mime(message)
         try:
-            name = await asyncio.to_thread(self._write, message.id, data)
+            data = MimeStream(message)
         except OSError as error:
-            raise PermanentError(f"cannot write to {self.folder}: {error.strerror}") from None
+            raise PermanentError(f"cannot read an attachment: {error}") from None
+        with data:
+            try:
+                name = await asyncio.to_thread(self._write, message.id, data)
+            except OSError as error:
+                raise PermanentError(f"cannot write to {self.folder}: {error.strerror}") from None
         return Receipt(250, name)
 
-    def _write(self, message_id: str, data: bytes) -> str:
+    def _write(self, message_id: str, data: MimeStream) -> str:
         self.folder.mkdir(parents=True, exist_ok=True)
         final = self.folder / f"{message_id}.eml"
         partial = final.with_suffix(".eml.partial")
         # Written aside and renamed, so a crash never leaves half a message under a real name.
         with partial.open("wb") as handle:
-            handle.write(data)
+            for chunk in data:  # attachments are read and encoded a chunk at a time
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         partial.replace(final)

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from postroom.delivery.mime import OutgoingMessage, build_mime
+from postroom.delivery.mime import MimeStream, OutgoingMessage
 from postroom.delivery.transports.base import (
     OutcomeUnknownError,
     PermanentError,
@@ -91,7 +91,14 @@ class SmtpTransport:
         self._idle: list[aiosmtplib.SMTP] = []
 
     async def send(self, message: OutgoingMessage) -> Receipt:
-        data = build_mime(message)
+        try:
+            data = MimeStream(message)
+        except OSError as error:
+            raise PermanentError(f"cannot read an attachment: {error}") from None
+        with data:
+            return await self._send(message, data)
+
+    async def _send(self, message: OutgoingMessage, data: MimeStream) -> Receipt:
         async with self._slots:
             reused = bool(self._idle)
             client = self._idle.pop() if reused else await self._connect()
@@ -157,7 +164,7 @@ class SmtpTransport:
             await client.auth_crammd5(username, password)
 
     async def _transaction(
-        self, client: aiosmtplib.SMTP, message: OutgoingMessage, data: bytes
+        self, client: aiosmtplib.SMTP, message: OutgoingMessage, data: MimeStream
     ) -> Receipt:
         options = ["SMTPUTF8"] if message.needs_smtputf8 else []
         encoding = "utf-8" if options else "ascii"
@@ -180,8 +187,11 @@ class SmtpTransport:
             if len(refused) == len(message.recipients):
                 await client.rset()
                 raise PermanentError("; ".join(refused), code=550)
+            end_mark = await _send_content(client, data, self.limits.timeout)
+            # Only the final "." lets the server accept the message: until it is written, a
+            # failure leaves nothing delivered.
             data_sent = True
-            reply = await client.data(data)
+            reply = await _end_content(client, end_mark, self.limits.timeout)
         except aiosmtplib.SMTPResponseException as error:
             raise _refusal(error.code, error.message) from None
         except (aiosmtplib.SMTPException, OSError) as error:
@@ -206,3 +216,63 @@ class SmtpTransport:
 
 class _StaleConnection(Exception):
     pass
+
+
+class DotStuffer:
+    """RFC 5321 4.5.2 transparency for DATA sent in chunks: a "." that begins a line is
+    doubled, wherever the chunks happen to split the lines."""
+
+    def __init__(self) -> None:
+        self._at_line_start = True
+
+    def feed(self, chunk: bytes) -> bytes:
+        if not chunk:
+            return chunk
+        stuffed = chunk.replace(b"\n.", b"\n..")
+        if self._at_line_start and stuffed.startswith(b"."):
+            stuffed = b"." + stuffed
+        self._at_line_start = stuffed.endswith(b"\n")
+        return stuffed
+
+    def end(self) -> bytes:
+        """The end-of-data mark, after a line break if the content did not end with one."""
+        return b".\r\n" if self._at_line_start else b"\r\n.\r\n"
+
+
+async def _send_content(
+    client: aiosmtplib.SMTP,
+    data: MimeStream,
+    timeout: float,  # noqa: ASYNC109 - each step's own timeout, as aiosmtplib's are
+) -> bytes:
+    """DATA, then the message chunk by chunk with the transport's flow control, so that only a
+    chunk at a time is in memory (aiosmtplib's own `data()` takes the message in one piece and
+    copies it twice more). Returns the end mark, which `_end_content` sends."""
+    start = await client.execute_command(b"DATA", timeout=timeout)
+    if start.code != 354:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    protocol = client.protocol
+    stuffer = DotStuffer()
+    for chunk in data:
+        if protocol is None or not protocol.is_connected:
+            raise aiosmtplib.SMTPServerDisconnected("connection lost during DATA")
+        protocol.write(stuffer.feed(chunk))
+        # Waits while the socket's send buffer is over its high-water mark (asyncio's flow
+        # control, as StreamWriter.drain does), so unsent data never piles up in memory.
+        async with asyncio.timeout(timeout):
+            await protocol._drain_helper()
+    return stuffer.end()
+
+
+async def _end_content(
+    client: aiosmtplib.SMTP,
+    end_mark: bytes,
+    timeout: float,  # noqa: ASYNC109 - passed on to aiosmtplib's read
+) -> aiosmtplib.SMTPResponse:
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("connection lost during DATA")
+    protocol.write(end_mark)
+    reply = await protocol.read_response(timeout=timeout)
+    if reply.code != 250:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    return reply

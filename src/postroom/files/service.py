@@ -1,0 +1,212 @@
+"""Rules for files: store an upload (its content shared with every file that has the same),
+read, list, rename and tag, delete (refused while a queued message attaches it, the content
+removed with its last file), and what messages and delivery need of files."""
+
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from postroom.core.ids import new_id
+from postroom.core.listing import ListQuery
+from postroom.db.hooks import after_commit, after_rollback
+from postroom.errors import Conflict, FieldProblem, InvalidFields, NotFound, invalid_field
+from postroom.files import repository
+from postroom.files.blobstore import BlobStore, StagedBlob
+from postroom.files.detect import detect
+from postroom.files.models import FileBlob, StoredFile
+from postroom.files.schemas import FilePatch
+from postroom.files.upload import Upload
+from postroom.settings import Settings
+
+ID_PREFIX = "file_"
+RESOURCE_TYPE = "file"
+
+InUse = Callable[[], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class FileContent:
+    """A file as delivery needs it: what to call it, its type, and where its bytes are."""
+
+    id: str
+    name: str
+    mime: str
+    size: int
+    path: Path
+
+
+def blob_store(settings: Settings) -> BlobStore:
+    return BlobStore(settings.blob_dir)
+
+
+def _search_text(file: StoredFile) -> str:
+    return " ".join([file.name, file.description, *file.tags]).lower()
+
+
+def _printable(name: str) -> str:
+    # A name the body carried (multipart filename, Content-Disposition) is not validated like
+    # a `name` field, so it is made safe for the headers it will appear in.
+    return "".join("_" if ord(c) < 32 or ord(c) == 127 else c for c in name)[:255]
+
+
+async def create_file(
+    session: AsyncSession, organization_id: str, upload: Upload, store: BlobStore, now: datetime
+) -> StoredFile:
+    now = now.replace(microsecond=0)
+    file_id = new_id(ID_PREFIX)
+    metadata = upload.metadata
+    name = metadata.name or (_printable(upload.filename) if upload.filename else None)
+    detected = detect(upload.blob.head, is_text=upload.blob.is_text, name=name)
+    blob = await _keep(session, store, upload.blob, now)
+    file = StoredFile(
+        id=file_id,
+        organization_id=organization_id,
+        blob_id=blob.id,
+        name=name or f"{file_id}.{detected.extension}",
+        extension=detected.extension,
+        description=metadata.description or "",
+        tags=metadata.tags or [],
+        mime=detected.mime,
+        size=upload.blob.size,
+        sha1=upload.blob.sha1,
+        source_type=metadata.source_type or "upload",
+        created_at=now,
+        updated_at=now,
+    )
+    file.search_text = _search_text(file)
+    session.add(file)
+    await session.flush()
+    return file
+
+
+async def _keep(
+    session: AsyncSession, store: BlobStore, staged: StagedBlob, now: datetime
+) -> FileBlob:
+    """The blob of the staged content: the one already stored (the staged copy is dropped), or
+    a new one moved into place. Either is locked against removal until this transaction ends."""
+    for _ in range(5):
+        blob = await repository.blob_by_hash(session, staged.sha256)
+        if blob is not None:
+            store.discard(staged)
+            return blob
+        key = store.new_key(staged.sha256)
+        blob = await repository.insert_blob(session, key, staged.sha256, staged.size, now)
+        if blob is None:
+            continue  # stored by a concurrent upload a moment ago: use that one
+        after_rollback(session, partial(store.remove, key))
+        await store.place(staged, key)
+        return blob
+    raise RuntimeError(f"could not store blob {staged.sha256}")
+
+
+async def get_file(session: AsyncSession, organization_id: str, file_id: str) -> StoredFile:
+    file = await repository.get(session, organization_id, file_id)
+    if file is None:
+        raise NotFound(f"file {file_id} not found")
+    return file
+
+
+async def list_files(
+    session: AsyncSession, organization_id: str, query: ListQuery
+) -> tuple[list[StoredFile], int]:
+    return await repository.list_page(session, organization_id, query)
+
+
+async def update_file(
+    session: AsyncSession, organization_id: str, file_id: str, patch: FilePatch, now: datetime
+) -> StoredFile:
+    """Name, description and tags; the content, and so mime, size and sha1, never change."""
+    file = await get_file(session, organization_id, file_id)
+    given = patch.model_fields_set
+    if patch.name is not None:
+        file.name = patch.name
+    if "description" in given:
+        file.description = patch.description or ""
+    if "tags" in given:
+        file.tags = patch.tags or []
+    if patch.source_type is not None:
+        file.source_type = patch.source_type
+    file.search_text = _search_text(file)
+    file.updated_at = now.replace(microsecond=0)
+    await session.flush()
+    return file
+
+
+async def delete_file(
+    session: AsyncSession, organization_id: str, file_id: str, store: BlobStore, *, in_use: InUse
+) -> None:
+    """Deletes the file unless `in_use` says a queued message attaches it. Its content goes
+    with the last file that has it, from disk once the deletion is committed."""
+    file = await repository.get(session, organization_id, file_id, lock=True)
+    if file is None:
+        raise NotFound(f"file {file_id} not found")
+    if await in_use():
+        raise Conflict(
+            f"file {file_id} is attached to a message in outbox; "
+            "it can be deleted once that message is sent or failed"
+        )
+    await repository.delete_file(session, file)
+    blob = await repository.lock_blob_if_unused(session, file.blob_id)
+    if blob is not None:
+        await repository.delete_blob(session, blob)
+        after_commit(session, partial(store.remove, blob.id))
+
+
+async def check_attachments(
+    session: AsyncSession,
+    organization_id: str,
+    attachments: Sequence[tuple[str, str]],
+    *,
+    max_bytes: int,
+) -> list[str]:
+    """For a message's attachments, (resourceType, resourceId) each: every one must be a file of
+    this organization, and together at most `max_bytes`. Returns the distinct file ids; the
+    files cannot be deleted until this transaction ends."""
+    problems: list[FieldProblem] = []
+    wanted: dict[str, list[int]] = {}
+    for index, (resource_type, resource_id) in enumerate(attachments):
+        if resource_type != RESOURCE_TYPE:
+            problems.append(
+                FieldProblem(
+                    f"attachments.{index}.resourceType",
+                    f"'{resource_type}' is not supported; the one supported type is 'file'",
+                )
+            )
+        else:
+            wanted.setdefault(resource_id, []).append(index)
+    found = {
+        f.id: f for f in await repository.get_many(session, organization_id, wanted, share=True)
+    }
+    for file_id, indexes in wanted.items():
+        if file_id not in found:
+            problems.extend(
+                FieldProblem(
+                    f"attachments.{i}.resourceId", f"no file {file_id} in this organization"
+                )
+                for i in indexes
+            )
+    if problems:
+        raise InvalidFields(*problems)
+    total = sum(found[file_id].size * len(indexes) for file_id, indexes in wanted.items())
+    if total > max_bytes:
+        raise invalid_field(
+            "attachments",
+            f"the attached files add up to {total} bytes; a message may attach {max_bytes}",
+        )
+    return list(found)
+
+
+async def load_for_delivery(
+    session: AsyncSession, file_ids: Collection[str], store: BlobStore
+) -> dict[str, FileContent]:
+    found = await repository.get_for_delivery(session, file_ids)
+    return {
+        f.id: FileContent(
+            id=f.id, name=f.name, mime=f.mime, size=f.size, path=store.path(f.blob_id)
+        )
+        for f in found
+    }
