@@ -101,7 +101,9 @@ async def crash_setup(
             "POSTROOM_DATA_DIR": str(tmp_path / "data"),
             "POSTROOM_LOG_LEVEL": "WARNING",
             "POSTROOM_DELIVERY__BATCH_SIZE": str(BATCH),
-            "POSTROOM_DELIVERY__LEASE_SECONDS": "3",
+            # Long enough that a live worker on a loaded machine never outlives its lease (which
+            # would be a legitimate duplicate); short enough that the killed one's run out soon.
+            "POSTROOM_DELIVERY__LEASE_SECONDS": "10",
             "POSTROOM_DELIVERY__POLL_SECONDS": "0.1",
         }
         workers = Workers(env, tmp_path)
