@@ -25,11 +25,32 @@ class DeliverySettings(BaseModel):
     smtp_ca_file: Path | None = Field(
         None, description="PEM bundle of CAs to trust for SMTP TLS besides the system's"
     )
+    pacing_horizon_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="a worker holds a rate-limited credential's messages whose send slot is at "
+        "most this far ahead (waiting for it); later ones go back to the queue until their slot",
+    )
     unknown_outcome: Literal["retry", "hold"] = Field(
         "retry",
         description="after an attempt whose outcome is unknown (crash, timeout after DATA): "
         "send again (a duplicate the Message-ID lets receivers drop) or hold the message "
         "as failed for an operator to look at",
+    )
+
+
+class ProviderSettings(BaseModel):
+    """Where the email service providers' APIs are (POSTROOM_PROVIDERS__<FIELD>); tests and
+    proxies point them elsewhere."""
+
+    sendgrid_url: str = Field("https://api.sendgrid.com", description="SendGrid v3 API")
+    mailgun_url: str = Field("https://api.mailgun.net", description="Mailgun, US region")
+    mailgun_eu_url: str = Field("https://api.eu.mailgun.net", description="Mailgun, EU region")
+    postmark_url: str = Field("https://api.postmarkapp.com", description="Postmark API")
+    ses_endpoint: str = Field(
+        "https://email.{region}.amazonaws.com",
+        description="Amazon SES v2 endpoint; {region} becomes the credential's region",
     )
 
 
@@ -61,6 +82,7 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="root log level")
     log_json: bool = Field(True, description="one JSON object a log line")
     delivery: DeliverySettings = DeliverySettings()
+    providers: ProviderSettings = ProviderSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> "Settings":

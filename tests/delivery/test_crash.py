@@ -55,7 +55,7 @@ async def _queue(sessionmaker: async_sessionmaker[AsyncSession], count: int) -> 
             for n in range(count)
         ]
         await session.execute(insert(EmailMessage), rows)
-    return {row["id"] for row in rows}
+    return {str(row["id"]) for row in rows}
 
 
 class Workers:
