@@ -6,11 +6,13 @@ from postroom.api import health
 from postroom.credentials.router import router as credentials
 from postroom.delivery.router import router as delivery
 from postroom.messages.router import router as messages
+from postroom.senders.router import router as senders
 
 resources = APIRouter()
 resources.include_router(messages)
 resources.include_router(delivery)
 resources.include_router(credentials)
+resources.include_router(senders)
 
 
 def include_routes(app: FastAPI) -> None:

@@ -16,6 +16,7 @@ from postroom.credentials.service import DeliveryCredential
 from postroom.delivery import repository
 from postroom.delivery.mime import OutgoingMessage
 from postroom.delivery.models import DeliveryAttempt, Outcome
+from postroom.delivery.pacing import plan_slots
 from postroom.delivery.retry import HELD, GiveUp, decide
 from postroom.delivery.transports.base import (
     DeliveryError,
@@ -40,6 +41,8 @@ class Job:
     attempt_number: int
     lease_token: str
     credential: DeliveryCredential | None
+    not_before: datetime | None = None
+    """The send slot its credential's rate gave it, when that is later than the claim."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,13 @@ def _outgoing(message: EmailMessage) -> OutgoingMessage:
         text=message.text,
         html=message.html,
         date=message.initiated_at or message.created_at,
+        sender_name=message.sender_name,
     )
+
+
+def _credential_id(message: EmailMessage) -> str | None:
+    """The credential the message names, or else the one its delivery setting named."""
+    return message.credential_hash or message.sender_credential_id
 
 
 def _refusal(
@@ -88,8 +97,8 @@ def _refusal(
         )
     if message.id in interrupted and settings.unknown_outcome == "hold":
         return HELD
-    if message.credential_hash and credential is None:
-        return f"credential {message.credential_hash} no longer exists"
+    if _credential_id(message) and credential is None:
+        return f"credential {_credential_id(message)} no longer exists"
     if credential is not None and credential.status != CredentialStatus.ACTIVE:
         return f"credential {credential.id} is {credential.status}; nothing was sent"
     return None
@@ -115,20 +124,30 @@ async def claim(
     if not claimed:
         return Claim([], 0)
     interrupted = await repository.close_interrupted_attempts(session, [m.id for m in claimed], now)
-    wanted = {m.credential_hash for m in claimed if m.credential_hash}
+    wanted = {c for c in map(_credential_id, claimed) if c}
     found = await credentials.load_for_delivery(session, wanted, box)
 
-    jobs: list[Job] = []
-    attempts: list[dict[str, Any]] = []
+    ready: list[tuple[EmailMessage, DeliveryCredential | None]] = []
     settled: list[dict[str, Any]] = []
     for message in claimed:
-        credential = found.get(message.credential_hash) if message.credential_hash else None
+        credential_id = _credential_id(message)
+        credential = found.get(credential_id) if credential_id else None
         refusal = _refusal(message, interrupted, credential, settings)
         if refusal is not None:
             settled.append(
                 _message_row(message.id, token, now, MessageStatus.FAILED, None, refusal)
             )
             continue
+        ready.append((message, credential))
+    slots, released = await _pace(session, ready, now=now, token=token, settings=settings)
+
+    jobs: list[Job] = []
+    attempts: list[dict[str, Any]] = []
+    for message, credential in ready:
+        if message.id in released:
+            continue
+        slot = slots.get(message.id)
+        not_before = slot if slot is not None and slot > now else None
         attempt_id = new_id("mail_att_")
         attempts.append(
             {
@@ -138,7 +157,7 @@ async def claim(
                 "transport": credential.type if credential else default_transport,
                 "credential_id": credential.id if credential else None,
                 "worker": worker,
-                "started_at": now,
+                "started_at": not_before or now,
             }
         )
         jobs.append(
@@ -149,11 +168,45 @@ async def claim(
                 attempt_number=message.attempt_count,
                 lease_token=token,
                 credential=credential,
+                not_before=not_before,
             )
         )
     await repository.open_attempts(session, attempts)
     await repository.record_messages(session, settled)
+    await repository.release_messages(session, list(released.values()))
     return Claim(jobs, len(settled))
+
+
+async def _pace(
+    session: AsyncSession,
+    ready: list[tuple[EmailMessage, DeliveryCredential | None]],
+    *,
+    now: datetime,
+    token: str,
+    settings: DeliverySettings,
+) -> tuple[dict[str, datetime], dict[str, dict[str, Any]]]:
+    """Send slots for the messages of rate-limited credentials (delivery/pacing.py): the slot of
+    each message kept, and the release row of each one that goes back to the queue."""
+    paced: dict[str, list[EmailMessage]] = {}
+    rates: dict[str, float] = {}
+    for message, credential in ready:
+        if credential is not None and credential.max_send_rate:
+            paced.setdefault(credential.id, []).append(message)
+            rates[credential.id] = credential.max_send_rate
+    slots: dict[str, datetime] = {}
+    released: dict[str, dict[str, Any]] = {}
+    # In id order, so that concurrent claims lock pacing rows in one order and cannot deadlock.
+    for credential_id in sorted(paced):
+        messages = paced[credential_id]
+        next_free = await repository.lock_pacing(session, credential_id, now)
+        plan = plan_slots(
+            next_free, now, rates[credential_id], len(messages), settings.pacing_horizon_seconds
+        )
+        await repository.set_pacing(session, credential_id, plan.next_free)
+        slots.update((m.id, slot) for m, slot in zip(messages, plan.slots, strict=False))
+        for message, due in zip(messages[len(plan.slots) :], plan.later, strict=True):
+            released[message.id] = {"b_id": message.id, "b_token": token, "b_next_attempt_at": due}
+    return slots, released
 
 
 def _message_row(

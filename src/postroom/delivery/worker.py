@@ -28,7 +28,13 @@ from postroom.delivery.transports.base import (
     Transport,
 )
 from postroom.delivery.transports.eml import EmlFileTransport
+from postroom.delivery.transports.http import HttpLimits
+from postroom.delivery.transports.mailgun import MailgunTransport
+from postroom.delivery.transports.postmark import PostmarkTransport
 from postroom.delivery.transports.registry import TransportRegistry
+from postroom.delivery.transports.sendgrid import SendGridTransport
+from postroom.delivery.transports.ses import SesTransport
+from postroom.delivery.transports.simulator import SimulatorTransport
 from postroom.delivery.transports.smtp import SmtpConfig, SmtpLimits, SmtpTransport
 from postroom.settings import Settings
 
@@ -49,6 +55,15 @@ def smtp_limits(settings: Settings) -> SmtpLimits:
     )
 
 
+def http_limits(settings: Settings) -> HttpLimits:
+    delivery = settings.delivery
+    return HttpLimits(
+        connect_timeout=delivery.connect_timeout_seconds,
+        timeout=delivery.send_timeout_seconds,
+        connections=delivery.connections_per_credential,
+    )
+
+
 def default_transport(settings: Settings) -> Transport:
     """POSTROOM_SMTP_URL's server, or else .eml files in the data directory."""
     if settings.smtp_url is not None:
@@ -58,17 +73,46 @@ def default_transport(settings: Settings) -> Transport:
 
 
 def credential_transport(credential: DeliveryCredential, settings: Settings) -> Transport:
-    if credential.type == "smtp":
-        auth = credential.settings["auth"]
-        config = SmtpConfig(
-            host=credential.settings["host"],
-            port=credential.settings["port"],
-            encryption=credential.settings["encryption"],
-            auth=auth["type"],
-            username=auth.get("username"),
-            password=credential.secrets.get("password"),
-        )
-        return SmtpTransport(config, smtp_limits(settings))
+    """The transport of the credential's type, configured by it (and by the providers' URLs)."""
+    public, secrets, providers = credential.settings, credential.secrets, settings.providers
+    match credential.type:
+        case "smtp":
+            auth = public["auth"]
+            config = SmtpConfig(
+                host=public["host"],
+                port=public["port"],
+                encryption=public["encryption"],
+                auth=auth["type"],
+                username=auth.get("username"),
+                password=secrets.get("password"),
+            )
+            return SmtpTransport(config, smtp_limits(settings))
+        case "sendgrid":
+            return SendGridTransport(
+                secrets["api_key"], providers.sendgrid_url, http_limits(settings)
+            )
+        case "mailgun":
+            base_url = (
+                providers.mailgun_eu_url if public["region"] == "eu" else providers.mailgun_url
+            )
+            return MailgunTransport(
+                secrets["api_key"], public["domain"], base_url, http_limits(settings)
+            )
+        case "postmark":
+            return PostmarkTransport(
+                secrets["server_token"], providers.postmark_url, http_limits(settings)
+            )
+        case "aws-ses":
+            return SesTransport(
+                access_key=public["access_key"],
+                secret_key=secrets["secret_key"],
+                region=public["region"],
+                endpoint=providers.ses_endpoint,
+                limits=http_limits(settings),
+                configuration_set=public.get("configuration_set"),
+            )
+        case "simulator":
+            return SimulatorTransport()
     raise PermanentError(f"credential type {credential.type} has no transport")
 
 
@@ -139,6 +183,11 @@ class Worker:
         )
 
     async def _deliver(self, job: service.Job) -> service.Result:
+        if job.not_before is not None:
+            # The credential's send slot (delivery/pacing.py); within the pacing horizon.
+            wait = (job.not_before - self.clock.now()).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(wait)
         started = time.monotonic()
         outcome: Receipt | DeliveryError
         try:

@@ -9,8 +9,9 @@ from postroom.core.listing import ListQuery
 from postroom.credentials import service as credentials
 from postroom.errors import Conflict, NotFound
 from postroom.messages import repository
-from postroom.messages.models import EmailMessage
+from postroom.messages.models import EmailMessage, MessageStatus
 from postroom.messages.schemas import EmailMessageCreate
+from postroom.senders import service as senders
 
 ID_PREFIX = "mail_msg_"
 
@@ -20,8 +21,11 @@ async def create_message(
 ) -> EmailMessage:
     """Stores a message; in `outbox` it is queued in this same transaction (the outbox pattern)."""
     now = now.replace(microsecond=0)
+    sender = None
     if data.credential_hash is not None:
         await credentials.check_usable(session, organization_id, data.credential_hash)
+    else:
+        sender = await senders.sender_for(session, organization_id, data.from_)
     cc, bcc = data.cc or [], data.bcc or []
     message = EmailMessage(
         id=new_id(ID_PREFIX),
@@ -37,6 +41,8 @@ async def create_message(
         metadata_=data.metadata,
         attachments=[a.model_dump(by_alias=True) for a in data.attachments or []],
         credential_hash=data.credential_hash,
+        sender_name=sender.name if sender else None,
+        sender_credential_id=sender.credential_id if sender else None,
         initiated_at=now if data.status == "outbox" else None,
         next_attempt_at=now if data.status == "outbox" else None,
         created_at=now,
@@ -64,13 +70,22 @@ async def list_messages(
 async def send_draft(
     session: AsyncSession, organization_id: str, message_id: str, now: datetime
 ) -> EmailMessage:
-    """draft -> outbox. Anything else is a conflict: a message is sent once."""
+    """draft -> outbox. Anything else is a conflict: a message is sent once. A draft that names
+    no credential takes the default email delivery setting of now, checked and pinned."""
+    draft = await get_message(session, organization_id, message_id)
+    sender = None
+    if draft.status == MessageStatus.DRAFT and draft.credential_hash is None:
+        sender = await senders.sender_for(session, organization_id, draft.from_address)
     message = await repository.move_draft_to_outbox(
         session, organization_id, message_id, now.replace(microsecond=0)
     )
     if message is None:
         current = await get_message(session, organization_id, message_id)
         raise Conflict(f"only a draft can be sent; this message is {current.status}")
+    if message.credential_hash is None:
+        message.sender_name = sender.name if sender else None
+        message.sender_credential_id = sender.credential_id if sender else None
+        await session.flush()
     return message
 
 

@@ -9,7 +9,8 @@ from sqlalchemy import Connection, text
 import postroom.auth.models
 import postroom.credentials.models
 import postroom.delivery.models
-import postroom.messages.models  # noqa: F401
+import postroom.messages.models
+import postroom.senders.models  # noqa: F401
 from postroom.db.base import Base
 from postroom.db.engine import create_engine
 from postroom.settings import Settings
