@@ -301,7 +301,7 @@ def _sendgrid_problems(body: Any) -> Iterator[tuple[str | None, str]]:
                 )
                 continue
             for person in people:
-                address = person.get("email") if isinstance(person, dict) else None
+                address = str(person.get("email")) if isinstance(person, dict) else ""
                 if not _looks_like_address(address):
                     yield f"personalizations.{n}.{kind}", "Does not contain a valid address."
                 elif address.lower() in seen:
@@ -316,7 +316,8 @@ def _sendgrid_problems(body: Any) -> Iterator[tuple[str | None, str]]:
         if "to" not in personalization:
             yield (
                 f"personalizations.{n}.to",
-                "The to array is required for all personalization objects, and must have at least one email object with a valid email address.",
+                "The to array is required for all personalization objects, and must have at "
+                "least one email object with a valid email address.",
             )
     sender = body.get("from")
     if not isinstance(sender, dict) or not _looks_like_address(sender.get("email")):
@@ -324,13 +325,15 @@ def _sendgrid_problems(body: Any) -> Iterator[tuple[str | None, str]]:
     if not isinstance(body.get("subject"), str) or not body["subject"]:
         yield (
             "subject",
-            "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined.",
+            "The subject is required. You can get around this requirement if you use a "
+            "template with a subject defined or if every personalization has a subject defined.",
         )
     content = body.get("content")
     if not isinstance(content, list) or not content:
         yield (
             "content",
-            "Unless a valid template_id is provided, the content parameter is required. There must be at least one defined content block.",
+            "Unless a valid template_id is provided, the content parameter is required. "
+            "There must be at least one defined content block.",
         )
     else:
         kinds = [c.get("type") for c in content]
@@ -547,7 +550,7 @@ class SesServer(EspServer):
         ):
             raise _Refused(self.error(400, "BadRequestException", "Missing final '@domain'"))
         data = ((body.get("Content") or {}).get("Raw") or {}).get("Data")
-        if not _is_base64(data):
+        if not isinstance(data, str) or not _is_base64(data):
             raise _Refused(
                 self.error(400, "BadRequestException", "Raw message data must be base64 encoded.")
             )
@@ -580,7 +583,8 @@ class SesServer(EspServer):
                 self.error(
                     403,
                     "InvalidSignatureException",
-                    f"Credential should be scoped to a valid region and service: {self.region}/ses.",
+                    "Credential should be scoped to a valid region and service: "
+                    f"{self.region}/ses.",
                 )
             )
         signed = match["signed"].split(";")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -133,6 +133,11 @@ async def release_messages(session: AsyncSession, rows: list[dict[str, Any]]) ->
     """Each row: b_id, b_token, b_next_attempt_at."""
     if rows:
         await session.execute(_release_message, rows)
+
+
+async def delete_attempts(session: AsyncSession, attempt_ids: Sequence[str]) -> None:
+    if attempt_ids:
+        await session.execute(delete(DeliveryAttempt).where(DeliveryAttempt.id.in_(attempt_ids)))
 
 
 async def lock_pacing(session: AsyncSession, credential_id: str, now: datetime) -> datetime:

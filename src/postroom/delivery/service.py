@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from postroom.core.clock import Clock
 from postroom.core.crypto import SecretBox
 from postroom.core.ids import new_id
 from postroom.credentials import service as credentials
@@ -46,9 +47,16 @@ class Job:
 
 
 @dataclass(frozen=True)
+class SlotMissed:
+    """Not sent: the worker could not start the send in time for its credential's slot."""
+
+    lateness: float
+
+
+@dataclass(frozen=True)
 class Result:
     job: Job
-    outcome: Receipt | DeliveryError
+    outcome: Receipt | DeliveryError | SlotMissed
     finished_at: datetime
     duration_ms: int
 
@@ -113,7 +121,10 @@ async def claim(
     settings: DeliverySettings,
     box: SecretBox,
     default_transport: str,
+    clock: Clock | None = None,
 ) -> Claim:
+    """`now` is when the claim began; `clock`, when given, is read again for send slots, which
+    must not start before the claim's lock was granted (delivery/pacing.py)."""
     claimed = await repository.claim_due(
         session,
         now=now,
@@ -139,7 +150,9 @@ async def claim(
             )
             continue
         ready.append((message, credential))
-    slots, released = await _pace(session, ready, now=now, token=token, settings=settings)
+    slots, released = await _pace(
+        session, ready, clock=clock, now=now, token=token, settings=settings
+    )
 
     jobs: list[Job] = []
     attempts: list[dict[str, Any]] = []
@@ -181,6 +194,7 @@ async def _pace(
     session: AsyncSession,
     ready: list[tuple[EmailMessage, DeliveryCredential | None]],
     *,
+    clock: Clock | None,
     now: datetime,
     token: str,
     settings: DeliverySettings,
@@ -200,7 +214,11 @@ async def _pace(
         messages = paced[credential_id]
         next_free = await repository.lock_pacing(session, credential_id, now)
         plan = plan_slots(
-            next_free, now, rates[credential_id], len(messages), settings.pacing_horizon_seconds
+            next_free,
+            clock.now() if clock is not None else now,
+            rates[credential_id],
+            len(messages),
+            settings.pacing_horizon_seconds,
         )
         await repository.set_pacing(session, credential_id, plan.next_free)
         slots.update((m.id, slot) for m, slot in zip(messages, plan.slots, strict=False))
@@ -243,8 +261,12 @@ async def record(
 ) -> None:
     attempt_rows: list[dict[str, Any]] = []
     message_rows: list[dict[str, Any]] = []
+    missed: list[Job] = []
     for result in results:
         job, outcome, now = result.job, result.outcome, result.finished_at
+        if isinstance(outcome, SlotMissed):
+            missed.append(job)
+            continue
         code: int | None
         if isinstance(outcome, Receipt):
             attempt_outcome, code, body = Outcome.SENT, outcome.code, outcome.text
@@ -282,6 +304,19 @@ async def record(
         )
     await repository.close_attempts(session, attempt_rows)
     await repository.record_messages(session, message_rows)
+    # Nothing went out: the attempt never was, and the message is due again at once.
+    await repository.delete_attempts(session, [job.attempt_id for job in missed])
+    await repository.release_messages(
+        session,
+        [
+            {"b_id": j.message.id, "b_token": j.lease_token, "b_next_attempt_at": result_time}
+            for j, result_time in ((j, _finished(results, j)) for j in missed)
+        ],
+    )
+
+
+def _finished(results: list[Result], job: Job) -> datetime:
+    return next(r.finished_at for r in results if r.job is job)
 
 
 async def list_attempts(

@@ -19,6 +19,7 @@ from postroom.core.ids import new_id
 from postroom.credentials.service import DeliveryCredential
 from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.delivery import service
+from postroom.delivery.pacing import max_lateness
 from postroom.delivery.transports.base import (
     DeliveryError,
     OutcomeUnknownError,
@@ -28,7 +29,7 @@ from postroom.delivery.transports.base import (
     Transport,
 )
 from postroom.delivery.transports.eml import EmlFileTransport
-from postroom.delivery.transports.http import HttpLimits
+from postroom.delivery.transports.http import HttpLimits, load_http_stack
 from postroom.delivery.transports.mailgun import MailgunTransport
 from postroom.delivery.transports.postmark import PostmarkTransport
 from postroom.delivery.transports.registry import TransportRegistry
@@ -150,6 +151,7 @@ class Worker:
                 settings=self.settings.delivery,
                 box=self.box,
                 default_transport=self.transports.default.name,
+                clock=self.clock,
             )
         if claim.jobs:
             results = await asyncio.gather(*(self._deliver(job) for job in claim.jobs))
@@ -160,6 +162,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop` is set; a batch under way is finished and recorded first."""
         log.info("delivery worker started", extra={"worker": self.name})
+        await load_http_stack()
         while not stop.is_set():
             try:
                 claimed = await self.run_once()
@@ -183,11 +186,18 @@ class Worker:
         )
 
     async def _deliver(self, job: service.Job) -> service.Result:
-        if job.not_before is not None:
-            # The credential's send slot (delivery/pacing.py); within the pacing horizon.
+        if job.not_before is not None and job.credential is not None:
+            # The credential's send slot (delivery/pacing.py), within the pacing horizon.
+            with suppress(DeliveryError):  # built before the wait, not on the slot's time
+                self._transport(job)
             wait = (job.not_before - self.clock.now()).total_seconds()
             if wait > 0:
                 await asyncio.sleep(wait)
+            late = self.clock.now() - job.not_before
+            if late > max_lateness(job.credential.max_send_rate or 1):
+                return service.Result(
+                    job, service.SlotMissed(late.total_seconds()), self.clock.now(), 0
+                )
         started = time.monotonic()
         outcome: Receipt | DeliveryError
         try:

@@ -10,7 +10,7 @@ from postroom.delivery.mime import AttachmentFile, OutgoingMessage
 from postroom.delivery.transports.http import HttpLimits
 
 PDF = b"%PDF-1.4\n\x00\xff\xfe binary \r\n bytes\n%%EOF\n"
-CSV = "name,amount\nAcme,12.50\n".encode()
+CSV = b"name,amount\nAcme,12.50\n"
 LIMITS = HttpLimits(connect_timeout=2, timeout=2, connections=2)
 
 

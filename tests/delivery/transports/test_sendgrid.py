@@ -3,8 +3,8 @@ answers classified, and a message naming a sendgrid credential through the real 
 
 import base64
 import time
-from dataclasses import replace
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from email.utils import formatdate
 

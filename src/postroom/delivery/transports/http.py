@@ -11,6 +11,8 @@ from email.headerregistry import Address
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import httpx
 
 from postroom.delivery.mime import AttachmentFile
@@ -36,6 +38,15 @@ class HttpAnswer:
     headers: httpx.Headers
     body: str
     """Decoded as UTF-8, cut at `max_response_bytes` (a "…" marks the cut)."""
+
+
+async def load_http_stack() -> None:
+    """Loads now what httpx would load on its first request (anyio's asyncio backend and the
+    parts it imports lazily, ~100 ms): otherwise a worker's first send through a rate-limited
+    credential starts on its slot but arrives that much later, bunched with the next ones."""
+    await anyio.lowlevel.checkpoint()
+    for name in ("connect_tcp", "create_task_group", "fail_after", "Lock"):
+        getattr(anyio, name)
 
 
 def new_client(
