@@ -32,10 +32,10 @@ from tests.servers.esp import PostmarkServer, serving
 RATE = 20  # messages per second
 MESSAGES = 200
 WORKERS = 2
-# Sends start on slots exactly 1/RATE apart; they reach the server a few milliseconds later,
-# each by its own small delay, so a one-second window may catch one slot more than RATE when an
-# earlier arrival was delayed more than a later one. One message of tolerance covers delays
-# that differ by less than one interval (50 ms); more would mean a real overrun.
+# Sends start on slots exactly 1/RATE apart, each within its allowed lateness (half an interval,
+# 25 ms here) or not at all (delivery/pacing.py), and reach the server a few milliseconds later:
+# a one-second window of arrivals may catch one slot more than RATE, never two while the
+# lateness plus the network's jitter stays under one interval (50 ms). Observed: 21 at most.
 TOLERANCE = 1
 LEAD = timedelta(seconds=LEAD_SECONDS)
 

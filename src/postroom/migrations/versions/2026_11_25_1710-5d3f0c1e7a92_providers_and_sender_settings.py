@@ -21,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("service_credentials", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("max_send_rate", sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column("max_send_rate", sa.Double(), nullable=True))
 
     op.create_table(
         "send_pacing",
