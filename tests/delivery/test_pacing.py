@@ -32,10 +32,10 @@ from tests.servers.esp import PostmarkServer, serving
 RATE = 20  # messages per second
 MESSAGES = 200
 WORKERS = 2
-# Sends start on slots exactly 1/RATE apart, each within its allowed lateness (half an interval,
-# 25 ms here) or not at all (delivery/pacing.py), and reach the server a few milliseconds later:
-# a one-second window of arrivals may catch one slot more than RATE, never two while the
-# lateness plus the network's jitter stays under one interval (50 ms). Observed: 21 at most.
+# Sends start on slots exactly 1/RATE apart, each within its allowed lateness (a quarter of an
+# interval, 12.5 ms here) or not at all (delivery/pacing.py), and reach the server a few
+# milliseconds later: a one-second window of arrivals may catch one slot more than RATE, never
+# two while lateness plus network jitter stays under one interval (50 ms). Observed: 21 at most.
 TOLERANCE = 1
 LEAD = timedelta(seconds=LEAD_SECONDS)
 

@@ -18,12 +18,14 @@ from datetime import datetime, timedelta
 # connection) does not send: the message goes back to the queue, so late sends never bunch with
 # the punctual ones. Sends thus start in [slot, slot + lateness), and any one-second window holds
 # at most floor(rate * (1 + lateness)) + 1 of them: rate + 1 while lateness < 1/rate.
-MIN_LATENESS_SECONDS = 0.02
+# A quarter of an interval leaves the rest of it to the network's own jitter before an arrival
+# could land in the next slot's place.
+MIN_LATENESS_SECONDS = 0.01
 
 
 def max_lateness(rate: float) -> timedelta:
-    """Half an interval, but at least 20 ms (a high rate would otherwise miss most slots)."""
-    return timedelta(seconds=max(0.5 / rate, MIN_LATENESS_SECONDS))
+    """A quarter of an interval, but at least 10 ms (at a high rate, most slots would be missed)."""
+    return timedelta(seconds=max(0.25 / rate, MIN_LATENESS_SECONDS))
 
 
 # The first slot of a claim is at least this far after the moment its plan is made (with the

@@ -102,7 +102,7 @@ class TestPost:
 
     async def test_no_answer_after_the_request_went_out_is_an_unknown_outcome(self) -> None:
         with serving(PostmarkServer("token")) as postmark:
-            postmark.script(Answer(200, {"ErrorCode": 0}, delay=2))
+            postmark.script(Answer(200, {"ErrorCode": 0}, delay=1))
             async with new_client(postmark.url, LIMITS) as client:
                 with pytest.raises(OutcomeUnknownError) as cut:
                     await post(
