@@ -3,6 +3,7 @@
 the database."""
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from postroom.core.ids import new_id
 from postroom.credentials import service as credentials
 from postroom.credentials.schemas import PostmarkCredentialCreate
 from postroom.db.engine import create_engine, create_sessionmaker
+from postroom.delivery import service
 from postroom.delivery.models import DeliveryAttempt
 from postroom.delivery.pacing import LEAD_SECONDS, plan_slots
 from postroom.messages.models import EmailMessage, MessageStatus
@@ -99,6 +101,43 @@ class TestWaiting:
             assert [(await h.message(i))["status"] for i in ids] == ["sent"] * 3
             for message_id in ids:
                 assert [a["number"] for a in await h.attempts(message_id)] == [1]
+
+    async def test_a_send_that_missed_its_slot_goes_back_to_the_queue_without_an_attempt(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        async with harness_factory() as h:
+            credential = (
+                await h.client.post("/service-credentials/simulator", json={"maxSendRate": 2})
+            ).json()
+            created = await make_message(h.client, status="outbox", credentialHash=credential["id"])
+            async with h.sessionmaker() as session, session.begin():
+                claim = await service.claim(
+                    session,
+                    now=h.clock.now(),
+                    worker="stalled-worker",
+                    token="lease_stalled",
+                    settings=h.settings.delivery,
+                    box=h.worker.box,
+                    default_transport="eml",
+                    clock=h.clock,
+                )
+            [job] = claim.jobs
+            assert job.not_before is not None and job.not_before > h.clock.now()
+            assert len(await h.attempts(created["id"])) == 1  # opened before any send
+            # The worker was stalled past its slot: it sends nothing and says so.
+            h.clock.advance(timedelta(seconds=1))
+            missed = service.Result(job, service.SlotMissed(0.95), h.clock.now(), 0)
+            async with h.sessionmaker() as session, session.begin():
+                await service.record(session, [missed], h.settings.delivery, random.Random(1))
+            assert await h.attempts(created["id"]) == []
+            async with h.sessionmaker() as session:
+                row = await session.get(EmailMessage, created["id"])
+                assert row is not None
+                assert (row.status, row.attempt_count, row.lease_token) == ("outbox", 0, None)
+                assert row.next_attempt_at == h.clock.now()
+            assert await h.deliver() == 1  # due at once, on a new slot
+            assert (await h.message(created["id"]))["status"] == "sent"
+            assert [a["number"] for a in await h.attempts(created["id"])] == [1]
 
     async def test_the_rate_can_be_changed_and_cleared(
         self, harness_factory: HarnessFactory
