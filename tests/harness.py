@@ -20,7 +20,7 @@ from postroom.core.crypto import SecretBox
 from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.delivery.transports.registry import TransportRegistry
 from postroom.delivery.worker import Worker, default_transport
-from postroom.settings import DeliverySettings, Settings
+from postroom.settings import DeliverySettings, ProviderSettings, Settings
 from tests.conftest import make_settings
 from tests.databases import DatabaseFactory
 from tests.servers.http import serve_in_thread
@@ -80,7 +80,11 @@ HarnessFactory = Callable[..., AbstractAsyncContextManager[Harness]]
 def harness_factory(databases: DatabaseFactory, tmp_path: Path) -> HarnessFactory:
     @asynccontextmanager
     async def build(
-        *, smtp_url: str | None = None, ca_file: Path | None = None, **delivery: Any
+        *,
+        smtp_url: str | None = None,
+        ca_file: Path | None = None,
+        providers: dict[str, str] | None = None,
+        **delivery: Any,
     ) -> AsyncIterator[Harness]:
         url = await databases.clone()
         settings = make_settings(
@@ -89,6 +93,7 @@ def harness_factory(databases: DatabaseFactory, tmp_path: Path) -> HarnessFactor
             smtp_url=smtp_url,
             secret_key="test-secret-key-of-enough-length",
             delivery=DeliverySettings(**{**TEST_DELIVERY, "smtp_ca_file": ca_file, **delivery}),
+            providers=ProviderSettings(**(providers or {})),
         )
         clock = ManualClock()
         engine = create_engine(url, pool_size=2)

@@ -25,6 +25,13 @@ class DeliverySettings(BaseModel):
     smtp_ca_file: Path | None = Field(
         None, description="PEM bundle of CAs to trust for SMTP TLS besides the system's"
     )
+    pacing_horizon_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="a worker holds a rate-limited credential's messages whose send slot is at "
+        "most this far ahead (waiting for it); later ones go back to the queue until their slot",
+    )
     unknown_outcome: Literal["retry", "hold"] = Field(
         "retry",
         description="after an attempt whose outcome is unknown (crash, timeout after DATA): "
@@ -63,6 +70,20 @@ class FileSettings(BaseModel):
     )
 
 
+class ProviderSettings(BaseModel):
+    """Where the email service providers' APIs are (POSTROOM_PROVIDERS__<FIELD>); tests and
+    proxies point them elsewhere."""
+
+    sendgrid_url: str = Field("https://api.sendgrid.com", description="SendGrid v3 API")
+    mailgun_url: str = Field("https://api.mailgun.net", description="Mailgun, US region")
+    mailgun_eu_url: str = Field("https://api.eu.mailgun.net", description="Mailgun, EU region")
+    postmark_url: str = Field("https://api.postmarkapp.com", description="Postmark API")
+    ses_endpoint: str = Field(
+        "https://email.{region}.amazonaws.com",
+        description="Amazon SES v2 endpoint; {region} becomes the credential's region",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="POSTROOM_", env_nested_delimiter="__", extra="ignore"
@@ -93,6 +114,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     limits: LimitSettings = LimitSettings()
     files: FileSettings = FileSettings()
+    providers: ProviderSettings = ProviderSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> "Settings":

@@ -9,6 +9,7 @@ from postroom.credentials.router import router as credentials
 from postroom.delivery.router import router as delivery
 from postroom.files.router import router as files
 from postroom.messages.router import router as messages
+from postroom.senders.router import router as senders
 
 # Every resource route may answer 400 (refuse_nul) and 422 (request validation); declared here so
 # that FastAPI does not document its own 422 shape, which is not what api/problems.py sends.
@@ -17,6 +18,7 @@ resources.include_router(messages)
 resources.include_router(delivery)
 resources.include_router(credentials)
 resources.include_router(files)
+resources.include_router(senders)
 
 
 def include_routes(app: FastAPI) -> None:

@@ -27,6 +27,8 @@ class ServiceCredential(Base):
     settings: Mapped[dict[str, Any]]
     # Fernet token of a JSON object of the secret fields (core/crypto.py); never returned.
     secret: Mapped[str | None] = mapped_column(Text)
+    # Messages per second at most, across every worker (delivery/pacing.py); null: no limit.
+    max_send_rate: Mapped[float | None]
     deactivated_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

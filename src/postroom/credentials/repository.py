@@ -49,21 +49,22 @@ async def list_page(
     return list((await session.scalars(page)).all()), total
 
 
-async def set_status(
-    session: AsyncSession, credential: ServiceCredential, status: CredentialStatus, now: datetime
+async def apply_changes(
+    session: AsyncSession, credential: ServiceCredential, changes: dict[str, Any], now: datetime
 ) -> ServiceCredential | None:
-    """Changes the status unless the credential is deactivated (final), atomically."""
+    """Applies the changes unless the credential is deactivated (final), atomically."""
+    values = {**changes, "updated_at": now}
+    if "status" in changes:
+        values["deactivated_at"] = (
+            now if changes["status"] == CredentialStatus.DEACTIVATED else None
+        )
     return await session.scalar(
         update(ServiceCredential)
         .where(
             ServiceCredential.id == credential.id,
             ServiceCredential.status != CredentialStatus.DEACTIVATED,
         )
-        .values(
-            status=status,
-            updated_at=now,
-            deactivated_at=now if status == CredentialStatus.DEACTIVATED else None,
-        )
+        .values(**values)
         .returning(ServiceCredential),
         execution_options={"populate_existing": True},
     )

@@ -1,60 +1,88 @@
 """HTTP for /service-credentials/{type}."""
 
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 
 from postroom.api.collections import PAGINATION_HEADERS, collection_query, set_pagination_headers
 from postroom.api.deps import ClockDep, OrganizationDep, SecretBoxDep, SessionDep
 from postroom.api.problems import problem_responses
-from postroom.api.wire import SelfLink, resource_url
+from postroom.api.wire import resource_url
 from postroom.core.listing import ListQuery
 from postroom.credentials import service
 from postroom.credentials.models import CredentialStatus, ServiceCredential
 from postroom.credentials.schemas import (
     LIST_FIELDS,
+    CredentialCreate,
     CredentialPatch,
-    SmtpAuthNone,
-    SmtpAuthRead,
-    SmtpAuthUserRead,
-    SmtpCredentialCreate,
-    SmtpCredentialRead,
+    CredentialRead,
+    read_model,
 )
 from postroom.errors import invalid_field
 
-router = APIRouter(prefix="/service-credentials", tags=["Service credentials"])
+TYPES_DOC = (
+    "Types: `smtp`, `sendgrid`, `mailgun`, `postmark`, `aws-ses`, and postroom's own "
+    "`simulator` (sends nothing; answers by recipient address: `delivered@`, `softfail@`, "
+    "`hardfail@`, `timeout@`, `ratelimited@`; see the README)."
+)
+
+
+class _TypedBodyRequest(Request):
+    async def json(self) -> Any:
+        # The contract's backward-compatible form: a body without `type` takes the path's.
+        body = await super().json()
+        if isinstance(body, dict) and "type" not in body:
+            body = {**body, "type": self.path_params.get("type")}
+        return body
+
+
+class _CredentialRoute(APIRoute):
+    """Answers 404 for a type postroom does not know before the body is looked at; lets a body
+    leave `type` out; and names invalid fields by their place in the body, without the type."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def typed(request: Request) -> Response:
+            type_ = request.path_params.get("type")
+            if type_ is not None:
+                service.require_type(type_)
+            try:
+                return await handler(_TypedBodyRequest(request.scope, request.receive))
+            except RequestValidationError as error:
+                raise RequestValidationError(
+                    [_untagged(e, type_) for e in error.errors()], body=error.body
+                ) from None
+
+        return typed
+
+
+def _untagged(error: Any, type_: str | None) -> Any:
+    location = tuple(error.get("loc", ()))
+    if location[:2] == ("body", type_):
+        return {**error, "loc": ("body", *location[2:])}
+    return error
+
+
+router = APIRouter(
+    prefix="/service-credentials", tags=["Service credentials"], route_class=_CredentialRoute
+)
 ListQueryDep = Annotated[ListQuery, Depends(collection_query(LIST_FIELDS))]
 
 
-def _auth(auth: dict[str, str]) -> SmtpAuthRead:
-    if auth["type"] == "none":
-        return SmtpAuthNone(type="none")
-    return SmtpAuthUserRead.model_validate(auth)
-
-
-def _read(request: Request, credential: ServiceCredential) -> SmtpCredentialRead:
-    settings = credential.settings
-    return SmtpCredentialRead(
-        id=credential.id,
-        hash=credential.id,
-        status=CredentialStatus(credential.status),
-        deactivation_time=credential.deactivated_at,
-        host=settings["host"],
-        port=settings["port"],
-        encryption=settings["encryption"],
-        auth=_auth(settings["auth"]),
-        links=[
-            SelfLink(
-                href=resource_url(request, "service-credentials", credential.type, credential.id)
-            )
-        ],
-    )
+def _read(request: Request, credential: ServiceCredential) -> CredentialRead:
+    href = resource_url(request, "service-credentials", credential.type, credential.id)
+    return read_model(credential, href)
 
 
 @router.get(
     "/{type}",
     operation_id="GetServiceCredentialCollection",
     summary="Retrieve service credentials",
+    description=TYPES_DOC,
     responses={200: {"headers": PAGINATION_HEADERS}, **problem_responses(401, 404, 422)},
 )
 async def list_service_credentials(
@@ -64,7 +92,7 @@ async def list_service_credentials(
     session: SessionDep,
     organization_id: OrganizationDep,
     query: ListQueryDep,
-) -> list[SmtpCredentialRead]:
+) -> list[CredentialRead]:
     credentials, total = await service.list_credentials(session, organization_id, type, query)
     set_pagination_headers(response, query, total)
     return [_read(request, c) for c in credentials]
@@ -75,25 +103,23 @@ async def list_service_credentials(
     status_code=201,
     operation_id="PostServiceCredential",
     summary="Create a service credential",
-    description="Secret fields (passwords) are stored encrypted and never returned.",
+    description="Secret fields (passwords, API keys, tokens, AWS secret keys) are stored "
+    "encrypted and never returned. " + TYPES_DOC,
     responses=problem_responses(400, 401, 404, 422),
 )
 async def create_service_credential(
     type: str,
-    body: SmtpCredentialCreate,
+    body: CredentialCreate,
     request: Request,
     response: Response,
     session: SessionDep,
     organization_id: OrganizationDep,
     clock: ClockDep,
     box: SecretBoxDep,
-) -> SmtpCredentialRead:
-    service.require_type(type)
+) -> CredentialRead:
     if body.type != type:
         raise invalid_field("type", f"must match the path: {type}")
-    credential = await service.create_smtp_credential(
-        session, organization_id, body, box, clock.now()
-    )
+    credential = await service.create_credential(session, organization_id, body, box, clock.now())
     read = _read(request, credential)
     response.headers["Location"] = read.links[0].href
     return read
@@ -107,7 +133,7 @@ async def create_service_credential(
 )
 async def get_service_credential(
     type: str, id: str, request: Request, session: SessionDep, organization_id: OrganizationDep
-) -> SmtpCredentialRead:
+) -> CredentialRead:
     return _read(request, await service.get_credential(session, organization_id, type, id))
 
 
@@ -115,7 +141,8 @@ async def get_service_credential(
     "/{type}/{id}",
     operation_id="PatchServiceCredential",
     summary="Update a service credential",
-    description="Changes the status; `deactivated` is final.",
+    description="Changes the status (`deactivated` is final) and, postroom's extension, "
+    "`maxSendRate`.",
     responses=problem_responses(400, 401, 404, 409, 422),
 )
 async def update_service_credential(
@@ -126,10 +153,17 @@ async def update_service_credential(
     session: SessionDep,
     organization_id: OrganizationDep,
     clock: ClockDep,
-) -> SmtpCredentialRead:
+) -> CredentialRead:
     if body.type is not None and body.type != type:
         raise invalid_field("type", f"must match the path: {type}")
-    credential = await service.change_status(
-        session, organization_id, type, id, CredentialStatus(body.status), clock.now()
+    credential = await service.update_credential(
+        session,
+        organization_id,
+        type,
+        id,
+        clock.now(),
+        status=CredentialStatus(body.status) if body.status is not None else None,
+        set_rate="max_send_rate" in body.model_fields_set,
+        max_send_rate=body.max_send_rate,
     )
     return _read(request, credential)

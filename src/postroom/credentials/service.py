@@ -12,11 +12,20 @@ from postroom.core.ids import new_id
 from postroom.core.listing import ListQuery
 from postroom.credentials import repository
 from postroom.credentials.models import CredentialStatus, ServiceCredential
-from postroom.credentials.schemas import SmtpAuthWithPassword, SmtpCredentialCreate
+from postroom.credentials.schemas import (
+    CredentialCreate,
+    MailgunCredentialCreate,
+    PostmarkCredentialCreate,
+    SendGridCredentialCreate,
+    SesCredentialCreate,
+    SimulatorCredentialCreate,
+    SmtpAuthWithPassword,
+    SmtpCredentialCreate,
+)
 from postroom.errors import Conflict, NotFound, invalid_field
 
 ID_PREFIX = "crd_"
-TYPES = ("smtp",)
+TYPES = ("smtp", "sendgrid", "mailgun", "postmark", "aws-ses", "simulator")
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class DeliveryCredential:
     version: datetime
     settings: dict[str, Any]
     secrets: dict[str, str] = field(repr=False)
+    max_send_rate: float | None = None
 
 
 def require_type(type_: str) -> None:
@@ -36,31 +46,57 @@ def require_type(type_: str) -> None:
         raise NotFound(f"credential type '{type_}' is not supported; supported: {', '.join(TYPES)}")
 
 
-async def create_smtp_credential(
+def _split(data: CredentialCreate) -> tuple[dict[str, Any], dict[str, str]]:
+    """The public settings (shown) and the secrets (encrypted, never shown) of a new credential."""
+    match data:
+        case SmtpCredentialCreate():
+            auth: dict[str, Any] = {"type": data.auth.type}
+            secrets: dict[str, str] = {}
+            if isinstance(data.auth, SmtpAuthWithPassword):
+                auth["username"] = data.auth.username
+                secrets["password"] = data.auth.password
+            settings = {
+                "host": data.host,
+                "port": data.port,
+                "encryption": data.encryption,
+                "auth": auth,
+            }
+            return settings, secrets
+        case SendGridCredentialCreate():
+            return {}, {"api_key": data.api_key}
+        case MailgunCredentialCreate():
+            settings = {"email_from": data.email_from, "domain": data.domain, "region": data.region}
+            return settings, {"api_key": data.api_key}
+        case PostmarkCredentialCreate():
+            return {}, {"server_token": data.server_api_token}
+        case SesCredentialCreate():
+            settings = {
+                "access_key": data.key,
+                "region": data.region,
+                "configuration_set": data.configuration_set_name,
+            }
+            return settings, {"secret_key": data.secret}
+        case SimulatorCredentialCreate():
+            return {}, {}
+
+
+async def create_credential(
     session: AsyncSession,
     organization_id: str,
-    data: SmtpCredentialCreate,
+    data: CredentialCreate,
     box: SecretBox,
     now: datetime,
 ) -> ServiceCredential:
     now = now.replace(microsecond=0)
-    auth: dict[str, Any] = {"type": data.auth.type}
-    secrets: dict[str, str] = {}
-    if isinstance(data.auth, SmtpAuthWithPassword):
-        auth["username"] = data.auth.username
-        secrets["password"] = data.auth.password
+    settings, secrets = _split(data)
     credential = ServiceCredential(
         id=new_id(ID_PREFIX),
         organization_id=organization_id,
-        type="smtp",
+        type=data.type,
         status=CredentialStatus.ACTIVE,
-        settings={
-            "host": data.host,
-            "port": data.port,
-            "encryption": data.encryption,
-            "auth": auth,
-        },
+        settings=settings,
         secret=box.encrypt(json.dumps(secrets)) if secrets else None,
+        max_send_rate=data.max_send_rate,
         created_at=now,
         updated_at=now,
     )
@@ -86,16 +122,27 @@ async def list_credentials(
     return await repository.list_page(session, organization_id, type_, query)
 
 
-async def change_status(
+async def update_credential(
     session: AsyncSession,
     organization_id: str,
     type_: str,
     credential_id: str,
-    status: CredentialStatus,
     now: datetime,
+    *,
+    status: CredentialStatus | None = None,
+    set_rate: bool = False,
+    max_send_rate: float | None = None,
 ) -> ServiceCredential:
+    """Changes the status and/or (with `set_rate`) the send rate; deactivated is final."""
     credential = await get_credential(session, organization_id, type_, credential_id)
-    updated = await repository.set_status(session, credential, status, now.replace(microsecond=0))
+    changes: dict[str, Any] = {}
+    if status is not None:
+        changes["status"] = status
+    if set_rate:
+        changes["max_send_rate"] = max_send_rate
+    updated = await repository.apply_changes(
+        session, credential, changes, now.replace(microsecond=0)
+    )
     if updated is None:
         raise Conflict("a deactivated credential cannot be changed")
     return updated
@@ -103,11 +150,31 @@ async def change_status(
 
 async def check_usable(session: AsyncSession, organization_id: str, credential_id: str) -> None:
     """For a message naming `credentialHash`: it must be one of the organization's credentials."""
+    await check_assignable(session, organization_id, credential_id, "credentialHash")
+
+
+async def check_assignable(
+    session: AsyncSession, organization_id: str, credential_id: str, field_name: str
+) -> ServiceCredential:
+    """For another resource pointing at a credential: it must be the organization's own and not
+    deactivated; a 422 naming `field_name` otherwise."""
     credential = await repository.get(session, organization_id, credential_id)
     if credential is None:
-        raise invalid_field("credentialHash", f"no credential {credential_id} in this organization")
+        raise invalid_field(field_name, f"no credential {credential_id} in this organization")
     if credential.status == CredentialStatus.DEACTIVATED:
-        raise invalid_field("credentialHash", f"credential {credential_id} is deactivated")
+        raise invalid_field(field_name, f"credential {credential_id} is deactivated")
+    return credential
+
+
+async def types_of(
+    session: AsyncSession, organization_id: str, credential_ids: set[str]
+) -> dict[str, str]:
+    """The type of each of these credentials of the organization, by id."""
+    return {
+        c.id: c.type
+        for c in await repository.get_many(session, credential_ids)
+        if c.organization_id == organization_id
+    }
 
 
 async def load_for_delivery(
@@ -121,6 +188,7 @@ async def load_for_delivery(
             version=c.updated_at,
             settings=c.settings,
             secrets=json.loads(box.decrypt(c.secret)) if c.secret else {},
+            max_send_rate=c.max_send_rate,
         )
         for c in await repository.get_many(session, credential_ids)
     }

@@ -1,4 +1,5 @@
-"""The delivery_attempts table: one row per try, written before the network call."""
+"""The delivery_attempts table (one row per try, written before the network call) and the
+send_pacing table (the next free send slot of each rate-limited credential)."""
 
 from datetime import datetime
 from enum import StrEnum
@@ -35,3 +36,15 @@ class DeliveryAttempt(Base):
     response_body: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_delivery_attempts_message", "message_id", "number"),)
+
+
+class SendPacing(Base):
+    """Shared by every worker: a credential's next free send slot. A claim reserves slots one
+    interval (1 / max_send_rate) apart under this row's lock (delivery/pacing.py)."""
+
+    __tablename__ = "send_pacing"
+
+    credential_id: Mapped[str] = mapped_column(
+        ForeignKey("service_credentials.id", ondelete="CASCADE"), primary_key=True
+    )
+    next_slot_at: Mapped[datetime]

@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from postroom.delivery.models import DeliveryAttempt, Outcome
+from postroom.delivery.models import DeliveryAttempt, Outcome, SendPacing
 from postroom.messages.models import EmailMessage, MessageStatus
 
 _messages = cast(Table, EmailMessage.__table__)
@@ -126,6 +127,56 @@ async def outbox_stats(session: AsyncSession) -> tuple[int, datetime | None]:
         )
     ).one()
     return int(row[0]), row[1]
+
+
+# Back to the queue without counting the claim: for a message whose send slot is not yet near.
+_release_message = (
+    update(_messages)
+    .where(_messages.c.id == bindparam("b_id"), _messages.c.lease_token == bindparam("b_token"))
+    .values(
+        next_attempt_at=bindparam("b_next_attempt_at"),
+        attempt_count=_messages.c.attempt_count - 1,
+        lease_token=None,
+    )
+)
+
+
+async def release_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Each row: b_id, b_token, b_next_attempt_at."""
+    if rows:
+        await session.execute(_release_message, rows)
+
+
+async def delete_attempts(session: AsyncSession, attempt_ids: Sequence[str]) -> None:
+    if attempt_ids:
+        await session.execute(delete(DeliveryAttempt).where(DeliveryAttempt.id.in_(attempt_ids)))
+
+
+async def lock_pacing(session: AsyncSession, credential_id: str, now: datetime) -> datetime:
+    """The credential's next free send slot, its row locked until the transaction ends."""
+    dialect = session.get_bind().dialect.name
+    insert_row = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(SendPacing)
+    await session.execute(
+        insert_row.values(credential_id=credential_id, next_slot_at=now).on_conflict_do_nothing(
+            index_elements=[SendPacing.credential_id]
+        )
+    )
+    next_slot: datetime = (
+        await session.execute(
+            select(SendPacing.next_slot_at)
+            .where(SendPacing.credential_id == credential_id)
+            .with_for_update()
+        )
+    ).scalar_one()
+    return next_slot
+
+
+async def set_pacing(session: AsyncSession, credential_id: str, next_slot_at: datetime) -> None:
+    await session.execute(
+        update(SendPacing)
+        .where(SendPacing.credential_id == credential_id)
+        .values(next_slot_at=next_slot_at)
+    )
 
 
 async def attempts_of(session: AsyncSession, message_id: str) -> list[DeliveryAttempt]:

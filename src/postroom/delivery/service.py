@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from postroom.core.clock import Clock
 from postroom.core.crypto import SecretBox
 from postroom.core.ids import new_id
 from postroom.credentials import service as credentials
@@ -16,6 +17,7 @@ from postroom.credentials.service import DeliveryCredential
 from postroom.delivery import repository
 from postroom.delivery.mime import AttachmentFile, OutgoingMessage
 from postroom.delivery.models import DeliveryAttempt, Outcome
+from postroom.delivery.pacing import plan_slots
 from postroom.delivery.retry import HELD, GiveUp, decide
 from postroom.delivery.transports.base import (
     DeliveryError,
@@ -44,12 +46,21 @@ class Job:
     lease_token: str
     credential: DeliveryCredential | None
     transport: str
+    not_before: datetime | None = None
+    """The send slot its credential's rate gave it, when that is later than the claim."""
+
+
+@dataclass(frozen=True)
+class SlotMissed:
+    """Not sent: the worker could not start the send in time for its credential's slot."""
+
+    lateness: float
 
 
 @dataclass(frozen=True)
 class Result:
     job: Job
-    outcome: Receipt | DeliveryError
+    outcome: Receipt | DeliveryError | SlotMissed
     finished_at: datetime
     duration_ms: int
 
@@ -92,7 +103,13 @@ def _outgoing(message: EmailMessage, attachments: tuple[AttachmentFile, ...]) ->
         html=message.html,
         date=message.initiated_at or message.created_at,
         attachments=attachments,
+        sender_name=message.sender_name,
     )
+
+
+def _credential_id(message: EmailMessage) -> str | None:
+    """The credential the message names, or else the one its delivery setting named."""
+    return message.credential_hash or message.sender_credential_id
 
 
 def _refusal(
@@ -109,8 +126,8 @@ def _refusal(
         )
     if message.id in interrupted and settings.unknown_outcome == "hold":
         return HELD
-    if message.credential_hash and credential is None:
-        return f"credential {message.credential_hash} no longer exists"
+    if _credential_id(message) and credential is None:
+        return f"credential {_credential_id(message)} no longer exists"
     if credential is not None and credential.status != CredentialStatus.ACTIVE:
         return f"credential {credential.id} is {credential.status}; nothing was sent"
     return None
@@ -126,7 +143,10 @@ async def claim(
     box: SecretBox,
     default_transport: str,
     blobs: BlobStore,
+    clock: Clock | None = None,
 ) -> Claim:
+    """`now` is when the claim began; `clock`, when given, is read again for send slots, which
+    must not start before the claim's lock was granted (delivery/pacing.py)."""
     claimed = await repository.claim_due(
         session,
         now=now,
@@ -137,22 +157,36 @@ async def claim(
     if not claimed:
         return Claim([], 0)
     interrupted = await repository.close_interrupted_attempts(session, [m.id for m in claimed], now)
-    wanted = {m.credential_hash for m in claimed if m.credential_hash}
+    wanted = {c for c in map(_credential_id, claimed) if c}
     found = await credentials.load_for_delivery(session, wanted, box)
     file_ids = {a.get("resourceId", "") for m in claimed for a in m.attachments}
     attached_files = await files.load_for_delivery(session, file_ids, blobs)
 
-    jobs: list[Job] = []
-    attempts: list[dict[str, Any]] = []
+    ready: list[tuple[EmailMessage, DeliveryCredential | None]] = []
+    attachments_of: dict[str, tuple[AttachmentFile, ...]] = {}
     settled: list[dict[str, Any]] = []
     for message in claimed:
-        credential = found.get(message.credential_hash) if message.credential_hash else None
+        credential_id = _credential_id(message)
+        credential = found.get(credential_id) if credential_id else None
         refusal = _refusal(message, interrupted, credential, settings)
         attachments = _attachments(message, attached_files)
         if refusal is not None or isinstance(attachments, str):
             reason = refusal or str(attachments)
             settled.append(_message_row(message.id, token, now, MessageStatus.FAILED, None, reason))
             continue
+        ready.append((message, credential))
+        attachments_of[message.id] = attachments
+    slots, released = await _pace(
+        session, ready, clock=clock, now=now, token=token, settings=settings
+    )
+
+    jobs: list[Job] = []
+    attempts: list[dict[str, Any]] = []
+    for message, credential in ready:
+        if message.id in released:
+            continue
+        slot = slots.get(message.id)
+        not_before = slot if slot is not None and slot > now else None
         attempt_id = new_id("mail_att_")
         transport = credential.type if credential else default_transport
         attempts.append(
@@ -163,23 +197,62 @@ async def claim(
                 "transport": transport,
                 "credential_id": credential.id if credential else None,
                 "worker": worker,
-                "started_at": now,
+                "started_at": not_before or now,
             }
         )
         jobs.append(
             Job(
-                message=_outgoing(message, attachments),
+                message=_outgoing(message, attachments_of[message.id]),
                 organization_id=message.organization_id,
                 attempt_id=attempt_id,
                 attempt_number=message.attempt_count,
                 lease_token=token,
                 credential=credential,
                 transport=transport,
+                not_before=not_before,
             )
         )
     await repository.open_attempts(session, attempts)
     await repository.record_messages(session, settled)
+    await repository.release_messages(session, list(released.values()))
     return Claim(jobs, len(settled))
+
+
+async def _pace(
+    session: AsyncSession,
+    ready: list[tuple[EmailMessage, DeliveryCredential | None]],
+    *,
+    clock: Clock | None,
+    now: datetime,
+    token: str,
+    settings: DeliverySettings,
+) -> tuple[dict[str, datetime], dict[str, dict[str, Any]]]:
+    """Send slots for the messages of rate-limited credentials (delivery/pacing.py): the slot of
+    each message kept, and the release row of each one that goes back to the queue."""
+    paced: dict[str, list[EmailMessage]] = {}
+    rates: dict[str, float] = {}
+    for message, credential in ready:
+        if credential is not None and credential.max_send_rate:
+            paced.setdefault(credential.id, []).append(message)
+            rates[credential.id] = credential.max_send_rate
+    slots: dict[str, datetime] = {}
+    released: dict[str, dict[str, Any]] = {}
+    # In id order, so that concurrent claims lock pacing rows in one order and cannot deadlock.
+    for credential_id in sorted(paced):
+        messages = paced[credential_id]
+        next_free = await repository.lock_pacing(session, credential_id, now)
+        plan = plan_slots(
+            next_free,
+            clock.now() if clock is not None else now,
+            rates[credential_id],
+            len(messages),
+            settings.pacing_horizon_seconds,
+        )
+        await repository.set_pacing(session, credential_id, plan.next_free)
+        slots.update((m.id, slot) for m, slot in zip(messages, plan.slots, strict=False))
+        for message, due in zip(messages[len(plan.slots) :], plan.later, strict=True):
+            released[message.id] = {"b_id": message.id, "b_token": token, "b_next_attempt_at": due}
+    return slots, released
 
 
 def _message_row(
@@ -213,12 +286,19 @@ def _outcome_of(error: DeliveryError) -> Outcome:
 
 async def record(
     session: AsyncSession, results: list[Result], settings: DeliverySettings, rng: random.Random
-) -> list[MessageStatus]:
-    """Records each result; the status each message is left in."""
+) -> list[MessageStatus | None]:
+    """Records each result; the status each message is left in (None: its pacing slot was
+    missed, so it went back to the queue untried)."""
     attempt_rows: list[dict[str, Any]] = []
     message_rows: list[dict[str, Any]] = []
+    missed: list[Result] = []
+    statuses: list[MessageStatus | None] = []
     for result in results:
         job, outcome, now = result.job, result.outcome, result.finished_at
+        if isinstance(outcome, SlotMissed):
+            missed.append(result)
+            statuses.append(None)
+            continue
         code: int | None
         if isinstance(outcome, Receipt):
             attempt_outcome, code, body = Outcome.SENT, outcome.code, outcome.text
@@ -244,6 +324,7 @@ async def record(
                     next_attempt_at=now + timedelta(seconds=decision.delay_seconds),
                 )  # fmt: skip
         message_rows.append(row)
+        statuses.append(MessageStatus(row["b_status"]))
         attempt_rows.append(
             {
                 "b_id": job.attempt_id,
@@ -256,7 +337,20 @@ async def record(
         )
     await repository.close_attempts(session, attempt_rows)
     await repository.record_messages(session, message_rows)
-    return [MessageStatus(row["b_status"]) for row in message_rows]
+    # Nothing went out: the attempt never was, and the message is due again at once.
+    await repository.delete_attempts(session, [r.job.attempt_id for r in missed])
+    await repository.release_messages(
+        session,
+        [
+            {
+                "b_id": r.job.message.id,
+                "b_token": r.job.lease_token,
+                "b_next_attempt_at": r.finished_at,
+            }
+            for r in missed
+        ],
+    )
+    return statuses
 
 
 async def queue_stats(session: AsyncSession, now: datetime) -> tuple[int, float]:

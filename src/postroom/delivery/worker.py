@@ -20,6 +20,7 @@ from postroom.core.metrics import ATTEMPTS, DELIVERY_SECONDS, MESSAGES_FAILED, M
 from postroom.credentials.service import DeliveryCredential
 from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.delivery import service
+from postroom.delivery.pacing import max_lateness
 from postroom.delivery.transports.base import (
     DeliveryError,
     OutcomeUnknownError,
@@ -29,7 +30,13 @@ from postroom.delivery.transports.base import (
     Transport,
 )
 from postroom.delivery.transports.eml import EmlFileTransport
+from postroom.delivery.transports.http import HttpLimits, load_http_stack
+from postroom.delivery.transports.mailgun import MailgunTransport
+from postroom.delivery.transports.postmark import PostmarkTransport
 from postroom.delivery.transports.registry import TransportRegistry
+from postroom.delivery.transports.sendgrid import SendGridTransport
+from postroom.delivery.transports.ses import SesTransport
+from postroom.delivery.transports.simulator import SimulatorTransport
 from postroom.delivery.transports.smtp import SmtpConfig, SmtpLimits, SmtpTransport
 from postroom.files import service as files
 from postroom.idempotency import service as idempotency
@@ -41,8 +48,10 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 600
 
 
-def _observe(results: list[service.Result], statuses: list[MessageStatus]) -> None:
+def _observe(results: list[service.Result], statuses: list[MessageStatus | None]) -> None:
     for result, status in zip(results, statuses, strict=True):
+        if status is None:
+            continue  # its pacing slot was missed: not an attempt
         transport = result.job.transport
         outcome = result.outcome
         kind = "sent" if isinstance(outcome, Receipt) else type(outcome).__name__
@@ -69,6 +78,15 @@ def smtp_limits(settings: Settings) -> SmtpLimits:
     )
 
 
+def http_limits(settings: Settings) -> HttpLimits:
+    delivery = settings.delivery
+    return HttpLimits(
+        connect_timeout=delivery.connect_timeout_seconds,
+        timeout=delivery.send_timeout_seconds,
+        connections=delivery.connections_per_credential,
+    )
+
+
 def default_transport(settings: Settings) -> Transport:
     """POSTROOM_SMTP_URL's server, or else .eml files in the data directory."""
     if settings.smtp_url is not None:
@@ -78,17 +96,46 @@ def default_transport(settings: Settings) -> Transport:
 
 
 def credential_transport(credential: DeliveryCredential, settings: Settings) -> Transport:
-    if credential.type == "smtp":
-        auth = credential.settings["auth"]
-        config = SmtpConfig(
-            host=credential.settings["host"],
-            port=credential.settings["port"],
-            encryption=credential.settings["encryption"],
-            auth=auth["type"],
-            username=auth.get("username"),
-            password=credential.secrets.get("password"),
-        )
-        return SmtpTransport(config, smtp_limits(settings))
+    """The transport of the credential's type, configured by it (and by the providers' URLs)."""
+    public, secrets, providers = credential.settings, credential.secrets, settings.providers
+    match credential.type:
+        case "smtp":
+            auth = public["auth"]
+            config = SmtpConfig(
+                host=public["host"],
+                port=public["port"],
+                encryption=public["encryption"],
+                auth=auth["type"],
+                username=auth.get("username"),
+                password=secrets.get("password"),
+            )
+            return SmtpTransport(config, smtp_limits(settings))
+        case "sendgrid":
+            return SendGridTransport(
+                secrets["api_key"], providers.sendgrid_url, http_limits(settings)
+            )
+        case "mailgun":
+            base_url = (
+                providers.mailgun_eu_url if public["region"] == "eu" else providers.mailgun_url
+            )
+            return MailgunTransport(
+                secrets["api_key"], public["domain"], base_url, http_limits(settings)
+            )
+        case "postmark":
+            return PostmarkTransport(
+                secrets["server_token"], providers.postmark_url, http_limits(settings)
+            )
+        case "aws-ses":
+            return SesTransport(
+                access_key=public["access_key"],
+                secret_key=secrets["secret_key"],
+                region=public["region"],
+                endpoint=providers.ses_endpoint,
+                limits=http_limits(settings),
+                configuration_set=public.get("configuration_set"),
+            )
+        case "simulator":
+            return SimulatorTransport()
     raise PermanentError(f"credential type {credential.type} has no transport")
 
 
@@ -128,6 +175,7 @@ class Worker:
                 box=self.box,
                 default_transport=self.transports.default.name,
                 blobs=self.blobs,
+                clock=self.clock,
             )
         if claim.jobs:
             results = await asyncio.gather(*(self._deliver(job) for job in claim.jobs))
@@ -147,6 +195,7 @@ class Worker:
         """Until `stop` is set; a batch under way is finished and recorded first."""
         log.info("delivery worker started", extra={"worker": self.name})
         next_housekeeping = 0.0
+        await load_http_stack()
         while not stop.is_set():
             if time.monotonic() >= next_housekeeping:
                 next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
@@ -176,6 +225,18 @@ class Worker:
         )
 
     async def _deliver(self, job: service.Job) -> service.Result:
+        if job.not_before is not None and job.credential is not None:
+            # The credential's send slot (delivery/pacing.py), within the pacing horizon.
+            with suppress(DeliveryError):  # built before the wait, not on the slot's time
+                self._transport(job)
+            wait = (job.not_before - self.clock.now()).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            late = self.clock.now() - job.not_before
+            if late > max_lateness(job.credential.max_send_rate or 1):
+                return service.Result(
+                    job, service.SlotMissed(late.total_seconds()), self.clock.now(), 0
+                )
         started = time.monotonic()
         outcome: Receipt | DeliveryError
         try:

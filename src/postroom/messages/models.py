@@ -33,6 +33,10 @@ class EmailMessage(Base):
     metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata")
     attachments: Mapped[list[dict[str, str]]]
     credential_hash: Mapped[str | None] = mapped_column(String(50))
+    # With no credential_hash, the organization's default email delivery setting as it was when
+    # the message entered outbox (senders/service.py): its name and credential, pinned.
+    sender_name: Mapped[str | None] = mapped_column(String(255))
+    sender_credential_id: Mapped[str | None] = mapped_column(String(40))
     response_code: Mapped[int | None]
     response_body: Mapped[str | None] = mapped_column(Text)
     initiated_at: Mapped[datetime | None]

@@ -13,6 +13,7 @@ from postroom.files import service as files
 from postroom.messages import repository
 from postroom.messages.models import EmailMessage, MessageStatus
 from postroom.messages.schemas import EmailMessageCreate
+from postroom.senders import service as senders
 
 ID_PREFIX = "mail_msg_"
 
@@ -34,8 +35,11 @@ async def create_message(
 ) -> EmailMessage:
     """Stores a message; in `outbox` it is queued in this same transaction (the outbox pattern)."""
     now = now.replace(microsecond=0)
+    sender = None
     if data.credential_hash is not None:
         await credentials.check_usable(session, organization_id, data.credential_hash)
+    else:
+        sender = await senders.sender_for(session, organization_id, data.from_)
     attachments = [a.model_dump(by_alias=True) for a in data.attachments or []]
     file_ids = await _check_attachments(session, organization_id, attachments, max_attachment_bytes)
     cc, bcc = data.cc or [], data.bcc or []
@@ -53,6 +57,8 @@ async def create_message(
         metadata_=data.metadata,
         attachments=attachments,
         credential_hash=data.credential_hash,
+        sender_name=sender.name if sender else None,
+        sender_credential_id=sender.credential_id if sender else None,
         initiated_at=now if data.status == "outbox" else None,
         next_attempt_at=now if data.status == "outbox" else None,
         created_at=now,
@@ -88,16 +94,25 @@ async def send_draft(
     max_attachment_bytes: int,
 ) -> EmailMessage:
     """draft -> outbox. Anything else is a conflict: a message is sent once. Its attachments
-    are checked again: a file may have been deleted since the draft was written."""
+    are checked again (a file may have been deleted since the draft was written), and a draft
+    that names no credential takes the default email delivery setting of now, checked and
+    pinned."""
     draft = await get_message(session, organization_id, message_id)
+    sender = None
     if draft.status == MessageStatus.DRAFT:
         await _check_attachments(session, organization_id, draft.attachments, max_attachment_bytes)
+        if draft.credential_hash is None:
+            sender = await senders.sender_for(session, organization_id, draft.from_address)
     message = await repository.move_draft_to_outbox(
         session, organization_id, message_id, now.replace(microsecond=0)
     )
     if message is None:
         current = await get_message(session, organization_id, message_id)
         raise Conflict(f"only a draft can be sent; this message is {current.status}")
+    if message.credential_hash is None:
+        message.sender_name = sender.name if sender else None
+        message.sender_credential_id = sender.credential_id if sender else None
+        await session.flush()
     return message
 
 

@@ -11,7 +11,8 @@ import postroom.credentials.models
 import postroom.delivery.models
 import postroom.files.models
 import postroom.idempotency.models
-import postroom.messages.models  # noqa: F401
+import postroom.messages.models
+import postroom.senders.models  # noqa: F401
 from postroom.db.base import Base
 from postroom.db.engine import create_engine
 from postroom.settings import Settings

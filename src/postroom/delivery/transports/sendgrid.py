@@ -1,0 +1,95 @@
+"""SendGrid's v3 mail send API: POST /v3/mail/send, JSON, `Authorization: Bearer <API key>`;
+202 with an empty body and an X-Message-Id header when accepted."""
+
+from typing import Any
+
+import httpx
+
+from postroom.delivery.mime import AttachmentFile, OutgoingMessage
+from postroom.delivery.transports.base import Receipt
+from postroom.delivery.transports.http import (
+    HttpLimits,
+    base64_text,
+    classify,
+    new_client,
+    one_line,
+    post,
+    read_attachments,
+    seconds_until,
+)
+
+PATH = "/v3/mail/send"
+
+
+class SendGridTransport:
+    name = "sendgrid"
+
+    def __init__(self, api_key: str, base_url: str, limits: HttpLimits) -> None:
+        self.limits = limits
+        self._client = new_client(base_url, limits, headers={"Authorization": f"Bearer {api_key}"})
+
+    async def send(self, message: OutgoingMessage) -> Receipt:
+        files = await read_attachments(message.attachments)
+        answer = await post(self._client, PATH, self.limits, json=request_body(message, files))
+        # An accepted message comes back with an empty body; its id is in a header.
+        text = answer.body
+        if not text and "x-message-id" in answer.headers:
+            text = f"X-Message-Id: {answer.headers['x-message-id']}"
+        return classify(answer, text=text, retry_after=_rate_limit_reset(answer.headers))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def request_body(
+    message: OutgoingMessage, files: list[tuple[AttachmentFile, bytes]]
+) -> dict[str, Any]:
+    # SendGrid refuses a personalization that names one address twice across to, cc and bcc,
+    # and empty cc/bcc arrays: each address is kept once, where it first appears.
+    seen: set[str] = set()
+
+    def once(addresses: tuple[str, ...]) -> list[dict[str, str]]:
+        kept = []
+        for address in addresses:
+            if address.lower() not in seen:
+                seen.add(address.lower())
+                kept.append({"email": address})
+        return kept
+
+    personalization: dict[str, Any] = {"to": once(message.to)}
+    for field, addresses in (("cc", message.cc), ("bcc", message.bcc)):
+        if listed := once(addresses):
+            personalization[field] = listed
+    sender: dict[str, str] = {"email": message.sender}
+    if message.sender_name:
+        sender["name"] = one_line(message.sender_name)
+    # Each content value must be at least one character, text/plain first.
+    content = [
+        {"type": kind, "value": value}
+        for kind, value in (("text/plain", message.text), ("text/html", message.html))
+        if value
+    ] or [{"type": "text/plain", "value": " "}]
+    body: dict[str, Any] = {
+        "personalizations": [personalization],
+        "from": sender,
+        "subject": one_line(message.subject),
+        "content": content,
+        "custom_args": {"postroom_message_id": message.id},
+    }
+    if files:
+        body["attachments"] = [
+            {
+                "content": base64_text(data),
+                "type": attachment.content_type,
+                "filename": attachment.filename,
+                "disposition": "attachment",
+            }
+            for attachment, data in files
+        ]
+    return body
+
+
+def _rate_limit_reset(headers: httpx.Headers) -> float | None:
+    """SendGrid answers a 429 with X-RateLimit-Reset (a Unix time), not Retry-After."""
+    reset = headers.get("x-ratelimit-reset", "").strip()
+    return seconds_until(float(reset), headers) if reset.isdigit() else None

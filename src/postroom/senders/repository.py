@@ -1,0 +1,79 @@
+"""SQL for email delivery settings, scoped to an organization in every statement."""
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from postroom.core.listing import ListQuery, SortKey
+from postroom.db.listing import counted, filtered, paged
+from postroom.senders.models import EmailDeliverySetting
+
+_table = EmailDeliverySetting.__table__
+_columns: dict[str, ColumnElement[Any]] = dict(_table.c.items())
+_search = func.lower(_table.c.from_address + " " + _table.c.name)
+OLDEST_FIRST = (SortKey("created_at"),)
+
+
+async def get(
+    session: AsyncSession, organization_id: str, setting_id: str
+) -> EmailDeliverySetting | None:
+    return await session.scalar(
+        select(EmailDeliverySetting).where(
+            EmailDeliverySetting.id == setting_id,
+            EmailDeliverySetting.organization_id == organization_id,
+        )
+    )
+
+
+async def get_default(session: AsyncSession, organization_id: str) -> EmailDeliverySetting | None:
+    return await session.scalar(
+        select(EmailDeliverySetting).where(
+            EmailDeliverySetting.organization_id == organization_id,
+            EmailDeliverySetting.is_default.is_(True),
+        )
+    )
+
+
+async def find_by_address(
+    session: AsyncSession, organization_id: str, address: str
+) -> EmailDeliverySetting | None:
+    return await session.scalar(
+        select(EmailDeliverySetting).where(
+            EmailDeliverySetting.organization_id == organization_id,
+            func.lower(EmailDeliverySetting.from_address) == address.lower(),
+        )
+    )
+
+
+async def list_page(
+    session: AsyncSession, organization_id: str, query: ListQuery
+) -> tuple[list[EmailDeliverySetting], int]:
+    base = filtered(
+        select(EmailDeliverySetting).where(EmailDeliverySetting.organization_id == organization_id),
+        query,
+        _columns,
+        search=_search,
+    )
+    total = (await session.execute(counted(base))).scalar_one()
+    page = paged(base, query, _columns, default_sort=OLDEST_FIRST, tiebreak=_table.c.id)
+    return list((await session.scalars(page)).all()), total
+
+
+async def clear_default(session: AsyncSession, organization_id: str, keep_id: str) -> None:
+    """Unsets the organization's default unless it is `keep_id`. Run before the new default is
+    written, in the same transaction: nobody sees two defaults, or none in between."""
+    await session.execute(
+        update(EmailDeliverySetting)
+        .where(
+            EmailDeliverySetting.organization_id == organization_id,
+            EmailDeliverySetting.is_default.is_(True),
+            EmailDeliverySetting.id != keep_id,
+        )
+        .values(is_default=False)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+async def delete_setting(session: AsyncSession, setting: EmailDeliverySetting) -> None:
+    await session.execute(delete(EmailDeliverySetting).where(EmailDeliverySetting.id == setting.id))

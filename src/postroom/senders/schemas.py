@@ -1,0 +1,98 @@
+"""The wire shape of /email-delivery-settings (components/schemas/EmailDeliverySetting.yaml)."""
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from postroom.api.wire import SelfLink, WireTime
+from postroom.core.listing import FieldKind, ListField
+from postroom.messages.schemas import EmailAddress
+from postroom.senders.models import EmailDeliverySetting, SenderStatus
+
+_strict = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
+
+
+def _single_line(value: str) -> str:
+    # The name becomes part of the From header: a line break there would add a header.
+    if "\r" in value or "\n" in value:
+        raise ValueError("must not contain line breaks")
+    return value
+
+
+SenderName = Annotated[
+    str, StringConstraints(min_length=1, max_length=255), AfterValidator(_single_line)
+]
+STATUS_DOC = (
+    "`verified` once an administrator says so through this API (postroom sends no "
+    "verification mail); a message can use only a verified default setting."
+)
+Provider = Literal["rebilly", "smtp", "aws-ses", "mailgun", "postmark", "sendgrid", "simulator"]
+
+
+class EmailDeliverySettingCreate(BaseModel):
+    """Read-only fields a client sends (id, provider, times) are ignored."""
+
+    model_config = _strict
+    from_: EmailAddress = Field(alias="from")
+    name: SenderName
+    credential_id: str | None = Field(None, alias="credentialId", max_length=50)
+    is_default: bool = Field(False, alias="isDefault")
+    status: Literal["pending", "verified"] = Field("pending", description=STATUS_DOC)
+
+
+class EmailDeliverySettingPatch(BaseModel):
+    """Only the fields given change; a new `from` is pending again unless `status` says."""
+
+    model_config = _strict
+    from_: EmailAddress | None = Field(None, alias="from")
+    name: SenderName | None = None
+    credential_id: str | None = Field(None, alias="credentialId", max_length=50)
+    is_default: bool | None = Field(None, alias="isDefault")
+    status: Literal["pending", "verified"] | None = Field(None, description=STATUS_DOC)
+
+
+class EmailDeliverySettingRead(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    from_: str = Field(alias="from")
+    name: str
+    status: SenderStatus = Field(description=STATUS_DOC)
+    credential_id: str | None = Field(alias="credentialId")
+    provider: Provider = Field(
+        description="The credential's type; `rebilly` when there is none: the server-wide "
+        "default transport (POSTROOM_SMTP_URL or .eml files)."
+    )
+    is_default: bool = Field(alias="isDefault")
+    created_time: WireTime = Field(alias="createdTime")
+    updated_time: WireTime = Field(alias="updatedTime")
+    links: list[SelfLink] = Field(alias="_links")
+
+    @classmethod
+    def of(
+        cls, setting: EmailDeliverySetting, provider: str, href: str
+    ) -> "EmailDeliverySettingRead":
+        return cls(
+            id=setting.id,
+            from_=setting.from_address,
+            name=setting.name,
+            status=SenderStatus(setting.status),
+            credential_id=setting.credential_id,
+            provider=provider,
+            is_default=setting.is_default,
+            created_time=setting.created_at,
+            updated_time=setting.updated_at,
+            links=[SelfLink(href=href)],
+        )
+
+
+_TIME = FieldKind.DATETIME
+LIST_FIELDS: dict[str, ListField] = {
+    "id": ListField("id"),
+    "from": ListField("from_address"),
+    "name": ListField("name"),
+    "status": ListField("status", choices=frozenset(SenderStatus)),
+    "credentialId": ListField("credential_id"),
+    "createdTime": ListField("created_at", _TIME),
+    "updatedTime": ListField("updated_at", _TIME),
+}
