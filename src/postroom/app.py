@@ -25,8 +25,12 @@ DESCRIPTION = """\
 Transactional email with a REST API wire-compatible with Rebilly's email messages.
 
 Authenticate with `REB-APIKEY: <key>` or `Authorization: Bearer <key>`. Every operation is
-also served under `/organizations/{organizationId}` (the organization must be the key's own).
+also served under `/organizations/{{organizationId}}` (the organization must be the key's own).
 Errors are RFC 7807 `application/problem+json` documents.
+
+Limits: JSON request bodies up to {max_body} bytes (413 beyond); files up to {max_file} bytes;
+at most 50 addresses in each of `to`, `cc`, `bcc`; rate limits per API key of {writes} for
+writes and {reads} for reads (429 beyond, with `Retry-After`).
 """
 
 
@@ -53,7 +57,12 @@ def create_app(
     app = FastAPI(
         title="postroom",
         version="0.1.0",
-        description=DESCRIPTION,
+        description=DESCRIPTION.format(
+            max_body=settings.limits.max_body_bytes,
+            max_file=settings.files.max_file_bytes,
+            writes=settings.limits.rate_limit_write,
+            reads=settings.limits.rate_limit_read,
+        ),
         lifespan=lifespan,
         servers=[
             {"url": "/", "description": "this server"},

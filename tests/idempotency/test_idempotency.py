@@ -13,6 +13,7 @@ from postroom.idempotency.models import IdempotencyKey
 from postroom.messages.models import EmailMessage
 from tests.databases import BACKEND
 from tests.factories import make_message, make_org, message_body
+from tests.harness import HarnessFactory
 
 
 async def _count(sessionmaker: async_sessionmaker[AsyncSession], organization_id: str) -> int:
@@ -154,3 +155,19 @@ class TestConcurrency:
         assert response.status_code == 409
         assert response.headers["content-type"] == "application/problem+json"
         assert await _count(sessionmaker, organization.organization_id) == 0
+
+
+class TestRetention:
+    async def test_worker_housekeeping_drops_answers_past_their_retention(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        async with harness_factory() as h:
+            headers = {"Idempotency-Key": "kept-a-while"}
+            await h.client.post("/email-messages", json=message_body(), headers=headers)
+            await h.worker.housekeeping()
+            async with h.sessionmaker() as session:
+                assert await session.scalar(select(func.count(IdempotencyKey.id))) == 1
+            h.clock.advance(timedelta(hours=h.settings.limits.idempotency_retention_hours + 1))
+            await h.worker.housekeeping()
+            async with h.sessionmaker() as session:
+                assert await session.scalar(select(func.count(IdempotencyKey.id))) == 0
