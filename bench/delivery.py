@@ -126,9 +126,7 @@ async def run_workers(
         POSTROOM_DELIVERY__POLL_SECONDS="0.1",
     )
     names = [f"{label}-worker-{i}" for i in range(workers)]
-    started = [
-        group.start(name, [PYTHON, "-m", "postroom", "worker"], env, profile=True) for name in names
-    ]
+    started = [group.start(name, [PYTHON, "-m", "postroom", "worker"], env) for name in names]
     try:
         await wait_until(
             lambda: (
@@ -140,6 +138,8 @@ async def run_workers(
         )
         if any(p.poll() is not None for p in started):
             raise BenchError(f"a worker exited while starting; see {names[0]}.log")
+        for process, name in zip(started, names, strict=True):
+            group.profile(process, name)
         sink_cpu, pg_cpu = _cpu_or_zero(sink.pid), postgres_cpu()
         cpu = sum(cpu_seconds(p.pid) for p in started)
         await _copy_outbox(database_url, organization_id, messages)

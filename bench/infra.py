@@ -94,9 +94,9 @@ class Processes:
     """Child processes of one section: each started in its own session (so a process and the
     children it forks form one group), all stopped on exit: SIGTERM, then SIGKILL.
 
-    With `profile_dir`, each process started with `profile=True` gets a py-spy attached to it
-    (and to its children) that writes collapsed stacks to `<profile_dir>/<name>.txt` when the
-    process ends.
+    With `profile_dir`, `profile(process, name)` attaches py-spy to a process (and to its
+    children) for the part of the run that is measured; it writes collapsed stacks of the
+    samples taken on CPU to `<profile_dir>/<name>.txt` when the process ends.
     """
 
     def __init__(self, logs: Path, profile_dir: Path | None = None) -> None:
@@ -112,7 +112,6 @@ class Processes:
         env: Mapping[str, str] | None = None,
         *,
         stdin: int | None = None,
-        profile: bool = False,
     ) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("wb")
         process = subprocess.Popen(
@@ -125,20 +124,22 @@ class Processes:
             cwd=REPO,
         )
         self.started.append((process, log))
-        spy = py_spy()
-        if profile and self.profile_dir is not None and spy is not None:
-            self.profile_dir.mkdir(parents=True, exist_ok=True)
-            output = self.profile_dir / f"{name}.txt"
-            profiler = subprocess.Popen(
-                [
-                    *(spy, "record", "--nonblocking", "--subprocesses", "-r", "200", "-f", "raw"),
-                    *("-o", str(output), "-p", str(process.pid)),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=(self.logs / f"{name}.py-spy.log").open("wb"),
-            )
-            self.profilers[process.pid] = profiler
         return process
+
+    def profile(self, process: subprocess.Popen[bytes], name: str) -> None:
+        """From now until the process ends (nothing without profile_dir or py-spy)."""
+        spy = py_spy()
+        if self.profile_dir is None or spy is None:
+            return
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        output = self.profile_dir / f"{name}.txt"
+        with (self.logs / f"{name}.py-spy.log").open("wb") as log:
+            self.profilers[process.pid] = subprocess.Popen(
+                [spy, "record", "--gil", "--subprocesses", "-f", "raw", "-o", str(output)]
+                + ["-p", str(process.pid)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def log_of(self, name: str) -> str:
         path = self.logs / f"{name}.log"

@@ -97,7 +97,7 @@ async def measure(
     else:
         args = [PYTHON, "-m", "bench.baseline_app", str(port), str(processes)]
         env = dict(os.environ)
-    process = group.start(name, args, env, profile=True)
+    process = group.start(name, args, env)
     try:
         await wait_for_http(port, "/healthz", within=60, alive=lambda: process.poll() is None)
         body = payload.request_body()
@@ -119,6 +119,7 @@ async def measure(
         if warmup > 0:
             await asyncio.to_thread(load, warmup)
         before = await _count(database_url) if server == "postroom" else 0
+        group.profile(process, name)
         cpu_before = group_cpu(process.pid)
         result = await asyncio.to_thread(load, seconds)
         cpu = group_cpu(process.pid) - cpu_before

@@ -232,12 +232,12 @@ async def _listing(
         "listing-api",
         [PYTHON, "-m", "postroom", "api", "--port", str(port)],
         postroom_env(database_url, data_dir),
-        profile=True,
     )
     timings = []
     fills = []
     try:
         await wait_for_http(port, "/healthz", within=60, alive=lambda: server.poll() is None)
+        group.profile(server, "listing-api")
         loaded = 0
         for rows in sizes.listing_rows:
             log(f"listing: loading rows {loaded + 1}..{rows}")
