@@ -1,5 +1,6 @@
 """/healthz, /readyz, /metrics (api/health.py, api/metrics.py) and request logs."""
 
+import asyncio
 import json
 import logging
 import re
@@ -92,12 +93,18 @@ class TestRequestLogs:
         caplog.set_level(logging.INFO, logger="postroom.requests")
         created = await make_message(client)
         await client.get(f"/email-messages/{created['id']}")
-        lines = [
-            json.loads(JsonFormatter().format(r))
-            for r in caplog.records
-            if r.name == "postroom.requests"
-        ]
-        ours = [line for line in lines if line["organization_id"] == organization.organization_id]
+        # The server's thread writes a line once the answer has gone out, so the client can read
+        # the answer first: wait (briefly) for both lines.
+        for _ in range(200):
+            lines = [
+                json.loads(JsonFormatter().format(r))
+                for r in caplog.records
+                if r.name == "postroom.requests"
+            ]
+            ours = [x for x in lines if x["organization_id"] == organization.organization_id]
+            if len(ours) >= 2:
+                break
+            await asyncio.sleep(0.01)
         assert [(line["method"], line["route"], line["status"]) for line in ours] == [
             ("POST", "/email-messages", 201),
             ("GET", "/email-messages/{id}", 200),
