@@ -40,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FIELD=VALUE",
         help="override a size, e.g. delivery_messages=5000 or delivery_workers=1,2",
     )
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the workers (experiments; the table is then not "
+        "the defaults'), e.g. POSTROOM_DELIVERY__BATCH_SIZE=200",
+    )
     args = parser.parse_args(argv)
     sections = tuple(s.strip() for s in args.only.split(",") if s.strip())
     unknown = set(sections) - set(SECTIONS)
@@ -63,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(
         sizes=sizes,
         profile=args.profile,
+        worker_env=dict(item.split("=", 1) for item in args.worker_env),
         sections=sections,
         load_client=args.client,
         sink=args.sink,

@@ -115,6 +115,7 @@ async def run_workers(
     data_dir: Path,
     sink: Sink,
     label: str,
+    extra_env: dict[str, str] | None = None,
 ) -> DeliveryRun:
     await reset(database_url)
     env = postroom_env(
@@ -124,6 +125,7 @@ async def run_workers(
         # Idle workers look for due messages every 0.1 s instead of every second, so that the
         # clock starts within 0.1 s of the queue filling. Everything else stays the default.
         POSTROOM_DELIVERY__POLL_SECONDS="0.1",
+        **(extra_env or {}),
     )
     names = [f"{label}-worker-{i}" for i in range(workers)]
     started = [group.start(name, [PYTHON, "-m", "postroom", "worker"], env) for name in names]

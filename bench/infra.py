@@ -135,8 +135,10 @@ class Processes:
         output = self.profile_dir / f"{name}.txt"
         with (self.logs / f"{name}.py-spy.log").open("wb") as log:
             self.profilers[process.pid] = subprocess.Popen(
-                [spy, "record", "--gil", "--subprocesses", "-f", "raw", "-o", str(output)]
-                + ["-p", str(process.pid)],
+                [
+                    *(spy, "record", "--gil", "--subprocesses", "-f", "raw"),
+                    *("-o", str(output), "-p", str(process.pid)),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -69,6 +69,7 @@ class Options:
     sink: str = "auto"  # smtp-sink, aiosmtpd or auto (smtp-sink when installed)
     workdir: Path | None = None  # logs of every process; a temporary directory if None
     profile: bool = False  # py-spy on the postroom processes, into <workdir>/profiles
+    worker_env: dict[str, str] = field(default_factory=dict)  # e.g. POSTROOM_DELIVERY__…
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
 
@@ -192,6 +193,7 @@ async def run(options: Options) -> dict[str, Any]:
                         data_dir=data_dir,
                         sink=sink,
                         label=label,
+                        extra_env=options.worker_env,
                     )
                     log(f"  {work.per_second:.0f} messages/s")
                     runs += [base.as_dict(), work.as_dict()]
@@ -210,6 +212,7 @@ async def run(options: Options) -> dict[str, Any]:
                         data_dir=data_dir,
                         sink=sink,
                         label=f"memory-{count}",
+                        extra_env=options.worker_env,
                     )
                     log(f"  peak RSS {work.peak_rss_mib:.1f} MiB, {work.per_second:.0f}/s")
                     runs.append(work.as_dict())
