@@ -209,7 +209,7 @@ async def run_baseline(
         for process in started:
             assert process.stdin is not None
             process.stdin.write(b"go\n")
-            process.stdin.flush()
+            process.stdin.close()
         deadline = time.monotonic() + max(120.0, messages / 20)
         await wait_until(
             lambda: all(

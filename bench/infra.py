@@ -19,8 +19,12 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 HOST = "127.0.0.1"
+# Where to create (and drop) the benchmark's own database; the tests' server by default.
 ADMIN_URL = os.environ.get(
-    "POSTROOM_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    "POSTROOM_BENCH_POSTGRES_URL",
+    os.environ.get(
+        "POSTROOM_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    ),
 )
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

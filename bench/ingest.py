@@ -9,6 +9,7 @@ from pathlib import Path
 import asyncpg
 
 from bench import payload
+from bench.delivery import postgres_cpu
 from bench.infra import (
     PYTHON,
     BenchError,
@@ -28,6 +29,7 @@ class IngestRun:
     processes: int
     load: LoadResult
     server_cpu_seconds: float
+    postgres_cpu_seconds: float
     stored: int | None  # rows the run added (postroom only): at least every answered request
 
     def as_dict(self) -> dict[str, object]:
@@ -39,6 +41,7 @@ class IngestRun:
             "server_cpu_ms_per_request": round(
                 self.server_cpu_seconds * 1000 / max(1, self.load.requests), 3
             ),
+            "postgres_cpu_seconds": round(self.postgres_cpu_seconds, 2),
             "stored": self.stored,
         }
 
@@ -120,9 +123,9 @@ async def measure(
             await asyncio.to_thread(load, warmup)
         before = await _count(database_url) if server == "postroom" else 0
         group.profile(process, name)
-        cpu_before = group_cpu(process.pid)
+        cpu_before, pg_before = group_cpu(process.pid), postgres_cpu()
         result = await asyncio.to_thread(load, seconds)
-        cpu = group_cpu(process.pid) - cpu_before
+        cpu, pg_cpu = group_cpu(process.pid) - cpu_before, postgres_cpu() - pg_before
         if result.errors:
             raise BenchError(f"{name}: {result.errors} requests failed; see {name}.log")
         stored = None
@@ -130,6 +133,6 @@ async def measure(
             stored = await _count(database_url) - before
             if stored < result.requests:
                 raise BenchError(f"{name}: {result.requests} answered 201 but {stored} stored")
-        return IngestRun(server, processes, result, cpu, stored)
+        return IngestRun(server, processes, result, cpu, pg_cpu, stored)
     finally:
         await asyncio.to_thread(group.stop, process)

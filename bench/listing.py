@@ -148,3 +148,36 @@ async def time_query(port: int, api_key: str, query: Query, rows: int, requests:
         statistics.fmean(latencies) * 1000,
         total,
     )
+
+
+async def explain(database_url: str, organization_id: str, query: Query) -> dict[str, list[str]]:
+    """EXPLAIN ANALYZE of the two statements the list endpoint runs for `query` (its page, and
+    the count behind Pagination-Total), built by postroom's own repository code."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from postroom.core.listing import ListQuery, parse_filter, parse_sort
+    from postroom.messages.repository import list_statement
+    from postroom.messages.schemas import LIST_FIELDS
+
+    params = query.params
+    parsed = ListQuery(
+        limit=int(params.get("limit", "100")),
+        sort=parse_sort([params["sort"]] if "sort" in params else [], LIST_FIELDS),
+        conditions=parse_filter(params.get("filter"), LIST_FIELDS),
+    )
+    page, count = list_statement(organization_id, parsed)
+    engine = create_async_engine(database_url, pool_size=1)
+    plans: dict[str, list[str]] = {}
+    try:
+        async with engine.connect() as connection:
+            for name, statement in (("count", count), ("page", page)):
+                compiled = statement.compile(dialect=connection.dialect)
+                values = compiled.construct_params()
+                args = tuple(values[key] for key in compiled.positiontup or ())
+                result = await connection.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), args
+                )
+                plans[name] = [str(row[0]) for row in result]
+    finally:
+        await engine.dispose()
+    return plans

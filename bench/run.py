@@ -122,14 +122,17 @@ async def _postgres_version(database_url: str) -> str:
 async def run(options: Options) -> dict[str, Any]:
     from bench.infra import fresh_database
 
-    log = options.log
+    began = time.monotonic()
+
+    def log(line: str) -> None:
+        options.log(f"[{time.monotonic() - began:6.1f}s] {line}")
+
     sizes = options.sizes
     report: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "sizes": asdict(sizes),
     }
-    began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="postroom-bench-") as tmp:
         logs = options.workdir or Path(tmp)
         logs.mkdir(parents=True, exist_ok=True)
@@ -221,6 +224,8 @@ async def run(options: Options) -> dict[str, Any]:
             if "listing" in options.sections:
                 await delivery.reset(database_url)
                 report["listing"] = await _listing(group, database_url, data_dir, sizes, log)
+            log("stopping every process")
+        log("database dropped")
         report["seconds"] = round(time.monotonic() - began, 1)
         report["machine"]["load_average_at_end"] = os.getloadavg()
     return report
@@ -238,6 +243,7 @@ async def _listing(
     )
     timings = []
     fills = []
+    plans: dict[str, dict[str, list[str]]] = {}
     try:
         await wait_for_http(port, "/healthz", within=60, alive=lambda: server.poll() is None)
         group.profile(server, "listing-api")
@@ -253,8 +259,12 @@ async def _listing(
                 )
                 log(f"  {rows} rows, {query.name}: p50 {timing.p50_ms:.1f} ms")
                 timings.append(timing.as_dict())
+                if rows == max(sizes.listing_rows):
+                    plans[query.name] = await listing.explain(
+                        database_url, org.organization_id, query
+                    )
     finally:
         await asyncio.to_thread(group.stop, server)
     if server.returncode not in (0, -15):
         raise BenchError(f"the listing API exited with {server.returncode}")
-    return {"fills": fills, "timings": timings}
+    return {"fills": fills, "timings": timings, "plans_at_most_rows": plans}
