@@ -43,6 +43,8 @@ class DeliveryRun:
     sink_cpu_seconds: float
     postgres_cpu_seconds: float
     peak_rss_mib: float | None  # the largest of the senders' peaks (workers only)
+    # (messages recorded, the worker's peak RSS then) at each checkpoint asked for
+    peaks_on_the_way: tuple[tuple[int, float], ...] = ()
 
     @property
     def per_second(self) -> float:
@@ -60,6 +62,7 @@ class DeliveryRun:
             "sink_cpu_seconds": round(self.sink_cpu_seconds, 2),
             "postgres_cpu_seconds": round(self.postgres_cpu_seconds, 2),
             "peak_rss_mib": None if self.peak_rss_mib is None else round(self.peak_rss_mib, 1),
+            "peaks_on_the_way": [[n, round(mib, 1)] for n, mib in self.peaks_on_the_way],
         }
 
 
@@ -116,7 +119,10 @@ async def run_workers(
     sink: Sink,
     label: str,
     extra_env: dict[str, str] | None = None,
+    checkpoints: tuple[int, ...] = (),
 ) -> DeliveryRun:
+    """With `checkpoints`, the workers' peak RSS is also read as soon as that many messages
+    have been recorded."""
     await reset(database_url)
     env = postroom_env(
         database_url,
@@ -148,7 +154,12 @@ async def run_workers(
         clock = time.monotonic()
         deadline = clock + max(120.0, messages / 20)
         outbox = "SELECT count(*) FROM email_messages WHERE status = 'outbox'"
-        while await _scalar(database_url, outbox):
+        waiting = sorted(checkpoints)
+        peaks: list[tuple[int, float]] = []
+        while left := await _scalar(database_url, outbox):
+            while waiting and messages - left >= waiting[0]:
+                peaks.append((messages - left, max(peak_rss_mib(p.pid) for p in started)))
+                waiting.pop(0)
             if time.monotonic() > deadline:
                 raise BenchError(f"{label}: {messages} messages not delivered in time")
             if any(p.poll() is not None for p in started):
@@ -176,6 +187,7 @@ async def run_workers(
         sink_cpu,
         pg_cpu,
         peak,
+        tuple(peaks),
     )
 
 

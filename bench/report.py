@@ -105,7 +105,7 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             ratio = _ratio(run["peak_rss_mib"], smallest["peak_rss_mib"])
             table.append(
                 {
-                    "measure": f"worker peak RSS, {_rows(run['messages'])} messages, MiB",
+                    "measure": f"worker peak RSS after {_rows(run['messages'])} messages, MiB",
                     "postroom": f"{run['peak_rss_mib']:.1f}",
                     "baseline": ""
                     if is_base

@@ -38,11 +38,12 @@ class Sizes:
     ingest_processes: tuple[int, ...] = (1, 2)
     ingest_connections: int = 50
     ingest_seconds: float = 10
-    ingest_warmup: float = 3
+    ingest_warmup: float = 2
     delivery_workers: tuple[int, ...] = (1, 2, 4)
     delivery_messages: int = 20_000
     listing_rows: tuple[int, ...] = (10_000, 1_000_000)
     listing_requests: int = 200
+    # One worker delivers the most; its peak RSS is read on the way at each smaller count.
     memory_messages: tuple[int, ...] = (10_000, 100_000)
 
 
@@ -54,9 +55,9 @@ SMOKE = Sizes(
     ingest_seconds=1,
     ingest_warmup=0,
     delivery_workers=(1,),
-    delivery_messages=300,
+    delivery_messages=200,
     listing_rows=(200, 1_000),
-    listing_requests=10,
+    listing_requests=5,
     memory_messages=(),
 )
 
@@ -202,24 +203,27 @@ async def run(options: Options) -> dict[str, Any]:
                     runs += [base.as_dict(), work.as_dict()]
                 report["delivery"] = {"runs": runs}
 
-            if "memory" in options.sections:
-                runs = []
-                for count in sizes.memory_messages:
-                    log(f"memory: 1 worker, {count} messages")
-                    work = await delivery.run_workers(
-                        group,
-                        workers=1,
-                        messages=count,
-                        database_url=database_url,
-                        organization_id=org.organization_id,
-                        data_dir=data_dir,
-                        sink=sink,
-                        label=f"memory-{count}",
-                        extra_env=options.worker_env,
-                    )
-                    log(f"  peak RSS {work.peak_rss_mib:.1f} MiB, {work.per_second:.0f}/s")
-                    runs.append(work.as_dict())
-                report["memory"] = {"runs": runs}
+            if "memory" in options.sections and sizes.memory_messages:
+                most = max(sizes.memory_messages)
+                log(f"memory: 1 worker, {most} messages, peak RSS read at {sizes.memory_messages}")
+                work = await delivery.run_workers(
+                    group,
+                    workers=1,
+                    messages=most,
+                    database_url=database_url,
+                    organization_id=org.organization_id,
+                    data_dir=data_dir,
+                    sink=sink,
+                    label=f"memory-{most}",
+                    extra_env=options.worker_env,
+                    checkpoints=tuple(n for n in sizes.memory_messages if n < most),
+                )
+                peaks = [*work.peaks_on_the_way, (most, work.peak_rss_mib or 0.0)]
+                log(f"  peak RSS {peaks}, {work.per_second:.0f}/s")
+                report["memory"] = {
+                    "run": work.as_dict(),
+                    "runs": [{"messages": n, "peak_rss_mib": round(mib, 1)} for n, mib in peaks],
+                }
 
             if "listing" in options.sections:
                 await delivery.reset(database_url)
