@@ -80,6 +80,7 @@ def serve(
         host=host or settings.host,
         port=port if port is not None else settings.port,
         log_config=None,
+        access_log=False,  # api/observability.py logs every request already, as JSON
     )
 
 
@@ -98,6 +99,7 @@ def api(
         port=port if port is not None else settings.port,
         workers=workers,
         log_config=None,
+        access_log=False,  # api/observability.py logs every request already, as JSON
     )
 
 

@@ -13,6 +13,13 @@ class DeliverySettings(BaseModel):
     """How the worker claims, sends and retries (POSTROOM_DELIVERY__<FIELD>)."""
 
     batch_size: int = Field(50, ge=1, le=1000, description="messages claimed in one go")
+    batches_in_flight: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="batches a worker sends at once: the next is claimed while one is sent; "
+        "a worker killed outright may send up to this many batches twice",
+    )
     lease_seconds: float = Field(120, gt=0, description="a claim expires after this long")
     poll_seconds: float = Field(1.0, gt=0, description="idle wait between empty claims")
     max_attempts: int = Field(8, ge=1, description="attempts before a message is failed")

@@ -1,6 +1,6 @@
 """Collection plumbing for list endpoints: query parameters in, Pagination-* headers out."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
 from fastapi import Query, Response
@@ -9,12 +9,13 @@ from postroom.core.listing import ListField, ListQuery, ListQueryError, parse_fi
 from postroom.errors import invalid_field
 
 
-def collection_query(fields: Mapping[str, ListField]) -> Callable[..., ListQuery]:
+def collection_query(fields: Mapping[str, ListField]) -> Callable[..., Awaitable[ListQuery]]:
     """A dependency that parses limit/offset/sort/filter/q against a resource's fields."""
     sortable = ", ".join(n for n, f in fields.items() if f.sortable)
     filterable = ", ".join(n for n, f in fields.items() if f.filterable)
 
-    def dependency(
+    # async, though it awaits nothing: FastAPI would run a plain function in a worker thread.
+    async def dependency(
         limit: Annotated[int, Query(ge=0, le=1000, description="Items per page.")] = 100,
         offset: Annotated[int, Query(ge=0, description="Items to skip.")] = 0,
         sort: Annotated[

@@ -1,4 +1,7 @@
-"""Dependencies every router uses: the request's session, the caller's organization, the clock."""
+"""Dependencies every router uses: the request's session, the caller's organization, the clock.
+
+Every dependency is `async def`, even when it awaits nothing: FastAPI runs a plain `def`
+dependency in a worker thread, a hop to a thread and back for each one on every request."""
 
 from typing import Annotated
 
@@ -15,7 +18,7 @@ from postroom.errors import BadRequest, NotFound
 from postroom.settings import Settings
 
 
-def _session(request: Request) -> AsyncSession:
+async def _session(request: Request) -> AsyncSession:
     # Opened, committed and closed by api/transactions.py around the whole request.
     session: AsyncSession = request.state.session
     return session
@@ -54,7 +57,7 @@ async def _organization(
 OrganizationDep = Annotated[str, Depends(_organization)]
 
 
-def _clock(request: Request) -> Clock:
+async def _clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 
@@ -62,7 +65,7 @@ def _clock(request: Request) -> Clock:
 ClockDep = Annotated[Clock, Depends(_clock)]
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -70,7 +73,7 @@ def _settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
-def _secret_box(request: Request) -> SecretBox:
+async def _secret_box(request: Request) -> SecretBox:
     box: SecretBox = request.app.state.secret_box
     return box
 

@@ -1,5 +1,11 @@
 """The delivery loop: claim a batch in one short transaction, send with no transaction open,
-record the outcomes in another. Nothing holds a database lock across a network call."""
+record the outcomes in another. Nothing holds a database lock across a network call.
+
+Up to `batches_in_flight` batches are under way at once: the next batch is claimed while the
+previous one is still being sent, and recorded while the next is sent, so the connections do
+not stand idle during the database work. A worker killed outright can therefore leave at most
+`batches_in_flight * batch_size` messages sent but not recorded (sent again, as duplicates,
+once their leases run out)."""
 
 import asyncio
 import logging
@@ -9,6 +15,7 @@ import socket
 import ssl
 import threading
 import time
+from asyncio import FIRST_COMPLETED
 from contextlib import suppress
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -163,28 +170,35 @@ class Worker:
         self.send_deadline = settings.delivery.lease_seconds * 0.8
 
     async def run_once(self) -> int:
-        """One batch: how many messages were claimed (0 when none was due)."""
-        token = new_id("lease_")
+        """One batch, claimed, sent and recorded: how many messages were claimed (0 when none
+        was due)."""
+        claim = await self._claim()
+        await self._send_and_record(claim)
+        return len(claim.jobs) + claim.settled
+
+    async def _claim(self) -> service.Claim:
         async with self.sessionmaker() as session, session.begin():
-            claim = await service.claim(
+            return await service.claim(
                 session,
                 now=self.clock.now(),
                 worker=self.name,
-                token=token,
+                token=new_id("lease_"),
                 settings=self.settings.delivery,
                 box=self.box,
                 default_transport=self.transports.default.name,
                 blobs=self.blobs,
                 clock=self.clock,
             )
-        if claim.jobs:
-            results = await asyncio.gather(*(self._deliver(job) for job in claim.jobs))
-            async with self.sessionmaker() as session, session.begin():
-                statuses = await service.record(
-                    session, list(results), self.settings.delivery, self.rng
-                )
-            _observe(results, statuses)
-        return len(claim.jobs) + claim.settled
+
+    async def _send_and_record(self, claim: service.Claim) -> None:
+        if not claim.jobs:
+            return
+        results = await asyncio.gather(*(self._deliver(job) for job in claim.jobs))
+        async with self.sessionmaker() as session, session.begin():
+            statuses = await service.record(
+                session, list(results), self.settings.delivery, self.rng
+            )
+        _observe(results, statuses)
 
     async def housekeeping(self) -> None:
         """Drops Idempotency-Key answers past their retention."""
@@ -192,27 +206,57 @@ class Worker:
             await idempotency.purge_expired(session, self.clock.now())
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Until `stop` is set; a batch under way is finished and recorded first."""
+        """Until `stop` is set; the batches under way are finished and recorded first."""
         log.info("delivery worker started", extra={"worker": self.name})
         next_housekeeping = 0.0
         await load_http_stack()
-        while not stop.is_set():
-            if time.monotonic() >= next_housekeeping:
-                next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+        in_flight: set[asyncio.Task[None]] = set()
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                if time.monotonic() >= next_housekeeping:
+                    next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+                    try:
+                        await self.housekeeping()
+                    except Exception:
+                        log.exception("housekeeping failed", extra={"worker": self.name})
+                if len(in_flight) >= self.settings.delivery.batches_in_flight:
+                    await asyncio.wait({*in_flight, stopping}, return_when=FIRST_COMPLETED)
+                    continue
                 try:
-                    await self.housekeeping()
+                    claim = await self._claim()
                 except Exception:
-                    log.exception("housekeeping failed", extra={"worker": self.name})
-            try:
-                claimed = await self.run_once()
-            except Exception:
-                # The database may be restarting; the leases keep every message safe meanwhile.
-                log.exception("delivery batch failed; retrying", extra={"worker": self.name})
-                claimed = 0
-            if claimed == 0:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.delivery.poll_seconds)
+                    # The database may be restarting; the leases keep every message safe.
+                    log.exception("delivery claim failed; retrying", extra={"worker": self.name})
+                    claim = service.Claim([], 0)
+                if claim.jobs:
+                    batch = asyncio.create_task(self._send_and_record(claim))
+                    batch.add_done_callback(self._batch_done)
+                    in_flight.add(batch)
+                    batch.add_done_callback(in_flight.discard)
+                elif claim.settled == 0:
+                    # Nothing due: wait a poll interval, or less if a batch ends meanwhile (its
+                    # retries may be due, and a slot is free again).
+                    await asyncio.wait(
+                        {*in_flight, stopping},
+                        timeout=self.settings.delivery.poll_seconds,
+                        return_when=FIRST_COMPLETED,
+                    )
+        finally:
+            stopping.cancel()
+            if in_flight:
+                await asyncio.wait(in_flight)
         log.info("delivery worker stopped", extra={"worker": self.name})
+
+    def _batch_done(self, batch: "asyncio.Task[None]") -> None:
+        if not batch.cancelled() and batch.exception() is not None:
+            # Recording failed (the database may be restarting): the leases run out and the
+            # batch is claimed again, its attempts marked `unknown`.
+            log.error(
+                "delivery batch failed; its leases will run out",
+                exc_info=batch.exception(),
+                extra={"worker": self.name},
+            )
 
     def _transport(self, job: service.Job) -> Transport:
         credential = job.credential

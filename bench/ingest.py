@@ -1,0 +1,138 @@
+"""Ingest: sustained POST /email-messages (status outbox) from 50 keep-alive connections against
+`postroom api --workers N` on PostgreSQL, and the same load against the trivial baseline app."""
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from bench import payload
+from bench.delivery import postgres_cpu
+from bench.infra import (
+    PYTHON,
+    BenchError,
+    Processes,
+    cpu_seconds,
+    dsn,
+    free_port,
+    postroom_env,
+    wait_for_http,
+)
+from bench.loadgen import LoadResult, run_load
+
+
+@dataclass(frozen=True)
+class IngestRun:
+    server: str
+    processes: int
+    load: LoadResult
+    server_cpu_seconds: float
+    postgres_cpu_seconds: float
+    stored: int | None  # rows the run added (postroom only): at least every answered request
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "server": self.server,
+            "processes": self.processes,
+            **self.load.as_dict(),
+            "server_cpu_seconds": round(self.server_cpu_seconds, 2),
+            "server_cpu_ms_per_request": round(
+                self.server_cpu_seconds * 1000 / max(1, self.load.requests), 3
+            ),
+            "postgres_cpu_seconds": round(self.postgres_cpu_seconds, 2),
+            "stored": self.stored,
+        }
+
+
+def group_pids(leader: int) -> list[int]:
+    """Every process in the process group `leader` started (uvicorn's supervisor and workers)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == leader:
+            pids.append(int(entry.name))
+    return pids
+
+
+def group_cpu(leader: int) -> float:
+    total = 0.0
+    for pid in group_pids(leader):
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            continue
+    return total
+
+
+async def _count(database_url: str) -> int:
+    connection = await asyncpg.connect(dsn(database_url))
+    try:
+        return int(await connection.fetchval("SELECT count(*) FROM email_messages"))
+    finally:
+        await connection.close()
+
+
+async def measure(
+    group: Processes,
+    *,
+    server: str,
+    processes: int,
+    database_url: str,
+    data_dir: Path,
+    api_key: str,
+    connections: int,
+    seconds: float,
+    warmup: float,
+    client: str,
+) -> IngestRun:
+    port = free_port()
+    name = f"ingest-{server}-{processes}"
+    if server == "postroom":
+        args = [PYTHON, "-m", "postroom", "api", "--workers", str(processes), "--port", str(port)]
+        env = postroom_env(database_url, data_dir)
+    else:
+        args = [PYTHON, "-m", "bench.baseline_app", str(port), str(processes)]
+        env = dict(os.environ)
+    process = group.start(name, args, env)
+    try:
+        await wait_for_http(port, "/healthz", within=60, alive=lambda: process.poll() is None)
+        body = payload.request_body()
+        headers = {"Content-Type": "application/json", "REB-APIKEY": api_key}
+
+        def load(duration: float) -> LoadResult:
+            return run_load(
+                port=port,
+                path="/email-messages",
+                method="POST",
+                body=body,
+                headers=headers,
+                connections=connections,
+                seconds=duration,
+                expect=201,
+                client=client,
+            )
+
+        if warmup > 0:
+            await asyncio.to_thread(load, warmup)
+        before = await _count(database_url) if server == "postroom" else 0
+        group.profile(process, name)
+        cpu_before, pg_before = group_cpu(process.pid), postgres_cpu()
+        result = await asyncio.to_thread(load, seconds)
+        cpu, pg_cpu = group_cpu(process.pid) - cpu_before, postgres_cpu() - pg_before
+        if result.errors:
+            raise BenchError(f"{name}: {result.errors} requests failed; see {name}.log")
+        stored = None
+        if server == "postroom":
+            stored = await _count(database_url) - before
+            if stored < result.requests:
+                raise BenchError(f"{name}: {result.requests} answered 201 but {stored} stored")
+        return IngestRun(server, processes, result, cpu, pg_cpu, stored)
+    finally:
+        await asyncio.to_thread(group.stop, process)

@@ -1,0 +1,157 @@
+"""The table: every figure beside its baseline, the ratio, the target, and whether it is met."""
+
+from typing import Any
+
+INGEST_TARGET = 0.5  # of the trivial endpoint's requests/s
+DELIVERY_TARGET = 0.5  # of the bare aiosmtplib client's messages/s, per process
+LISTING_TARGET = 2.0  # p50 at the most rows over p50 at the fewest, at most
+MEMORY_TARGET = 1.2  # peak RSS at the most messages over the fewest, at most
+
+
+def _ratio(value: float, base: float) -> float:
+    return value / base if base else float("nan")
+
+
+def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One dict a line of the table (also stored in the JSON as `table`)."""
+    table: list[dict[str, Any]] = []
+
+    runs = report.get("ingest", {}).get("runs", [])
+    for count in sorted({r["processes"] for r in runs}):
+        mine = next(r for r in runs if r["processes"] == count and r["server"] == "postroom")
+        base = next(r for r in runs if r["processes"] == count and r["server"] == "baseline")
+        ratio = _ratio(mine["per_second"], base["per_second"])
+        table.append(
+            {
+                "measure": f"ingest, {count} API process{'es' if count > 1 else ''}: requests/s",
+                "postroom": f"{mine['per_second']:.0f}",
+                "baseline": f"{base['per_second']:.0f}",
+                "ratio": f"{ratio:.2f}",
+                "target": f">= {INGEST_TARGET:.2f}",
+                "met": ratio >= INGEST_TARGET,
+            }
+        )
+        table.append(
+            {
+                "measure": f"ingest, {count} API process{'es' if count > 1 else ''}: "
+                "p50 / p99 latency, ms",
+                "postroom": f"{mine['p50_ms']:.1f} / {mine['p99_ms']:.1f}",
+                "baseline": f"{base['p50_ms']:.1f} / {base['p99_ms']:.1f}",
+                "ratio": "",
+                "target": "",
+                "met": None,
+            }
+        )
+
+    runs = report.get("delivery", {}).get("runs", [])
+    single = None
+    for count in sorted({r["processes"] for r in runs}):
+        mine = next(
+            r for r in runs if r["processes"] == count and r["sender"] != "aiosmtplib baseline"
+        )
+        base = next(
+            r for r in runs if r["processes"] == count and r["sender"] == "aiosmtplib baseline"
+        )
+        ratio = _ratio(mine["per_second"], base["per_second"])
+        single = single or mine["per_second"]
+        table.append(
+            {
+                "measure": f"delivery, {count} worker{'s' if count > 1 else ''} "
+                f"({mine['connections']} connections): messages/s",
+                "postroom": f"{mine['per_second']:.0f}",
+                "baseline": f"{base['per_second']:.0f}",
+                "ratio": f"{ratio:.2f}",
+                "target": f">= {DELIVERY_TARGET:.2f}",
+                "met": ratio >= DELIVERY_TARGET,
+            }
+        )
+        if count > 1 and single:
+            table.append(
+                {
+                    "measure": f"delivery, {count} workers over 1 worker",
+                    "postroom": f"{mine['per_second'] / single:.2f}x",
+                    "baseline": "",
+                    "ratio": "",
+                    "target": "grows until sink/DB saturate",
+                    "met": None,
+                }
+            )
+
+    timings = report.get("listing", {}).get("timings", [])
+    for query in dict.fromkeys(t["query"] for t in timings):
+        mine = [t for t in timings if t["query"] == query]
+        smallest = min(mine, key=lambda t: t["rows"])
+        for timing in sorted(mine, key=lambda t: t["rows"]):
+            is_base = timing is smallest
+            ratio = _ratio(timing["p50_ms"], smallest["p50_ms"])
+            table.append(
+                {
+                    "measure": f"list ({query}), {_rows(timing['rows'])} rows: p50 / p99 ms",
+                    "postroom": f"{timing['p50_ms']:.1f} / {timing['p99_ms']:.1f}",
+                    "baseline": ""
+                    if is_base
+                    else f"{smallest['p50_ms']:.1f} (p50 at {_rows(smallest['rows'])})",
+                    "ratio": "" if is_base else f"{ratio:.2f}",
+                    "target": "" if is_base else f"<= {LISTING_TARGET:.1f}",
+                    "met": None if is_base else ratio <= LISTING_TARGET,
+                }
+            )
+
+    runs = report.get("memory", {}).get("runs", [])
+    if runs:
+        smallest = min(runs, key=lambda r: r["messages"])
+        for run in sorted(runs, key=lambda r: r["messages"]):
+            is_base = run is smallest
+            ratio = _ratio(run["peak_rss_mib"], smallest["peak_rss_mib"])
+            table.append(
+                {
+                    "measure": f"worker peak RSS after {_rows(run['messages'])} messages, MiB",
+                    "postroom": f"{run['peak_rss_mib']:.1f}",
+                    "baseline": ""
+                    if is_base
+                    else f"{smallest['peak_rss_mib']:.1f} (at {_rows(smallest['messages'])})",
+                    "ratio": "" if is_base else f"{ratio:.2f}",
+                    "target": "" if is_base else f"<= {MEMORY_TARGET:.2f}",
+                    "met": None if is_base else ratio <= MEMORY_TARGET,
+                }
+            )
+    return table
+
+
+def _rows(count: int) -> str:
+    if count >= 1_000_000 and count % 1_000_000 == 0:
+        return f"{count // 1_000_000}M"
+    if count >= 1000 and count % 1000 == 0:
+        return f"{count // 1000}k"
+    return str(count)
+
+
+def markdown(table: list[dict[str, Any]]) -> str:
+    header = ["measure", "postroom", "baseline", "ratio", "target", "met"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table:
+        met = {True: "yes", False: "**no**", None: ""}[row["met"]]
+        cells = [str(row[k]) for k in header[:-1]] + [met]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary(report: dict[str, Any]) -> str:
+    machine = report["machine"]
+    parts = [
+        f"{machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, "
+        f"Python {machine['python']}, PostgreSQL {machine.get('postgresql')}, "
+        f"commit {machine.get('commit')}",
+        f"load average at start {_load(machine['load_average_at_start'])}, at end "
+        f"{_load(machine.get('load_average_at_end'))}",
+    ]
+    if "ingest" in report:
+        parts.append(f"HTTP load client: {report['ingest']['client']}")
+    if "sink" in report:
+        parts.append(f"SMTP sink: {report['sink']}")
+    parts.append(f"total time: {report.get('seconds')} s")
+    return "\n".join(parts)
+
+
+def _load(values: Any) -> str:
+    return "?" if not values else " ".join(f"{v:.2f}" for v in values)
