@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.listing import ListQuery, SortKey
 from postroom.credentials.models import CredentialStatus, ServiceCredential
-from postroom.db.listing import counted, filtered, paged
+from postroom.db.listing import fetch_page, filtered
 
 _table = ServiceCredential.__table__
 _columns: dict[str, ColumnElement[Any]] = dict(_table.c.items())
@@ -44,9 +44,9 @@ async def list_page(
         query,
         _columns,
     )
-    total = (await session.execute(counted(base))).scalar_one()
-    page = paged(base, query, _columns, default_sort=OLDEST_FIRST, tiebreak=_table.c.id)
-    return list((await session.scalars(page)).all()), total
+    return await fetch_page(
+        session, base, query, _columns, default_sort=OLDEST_FIRST, tiebreak=_table.c.id
+    )
 
 
 async def apply_changes(

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, not_, or_
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.listing import Condition, ListQuery, SortKey, Term
 
@@ -40,6 +41,24 @@ def paged(
 
 def counted(stmt: Select[Any]) -> Select[Any]:
     return stmt.with_only_columns(func.count()).order_by(None)
+
+
+async def fetch_page(
+    session: AsyncSession,
+    base: Select[Any],
+    query: ListQuery,
+    columns: Mapping[str, ColumnElement[Any]],
+    *,
+    default_sort: tuple[SortKey, ...],
+    tiebreak: ColumnElement[Any],
+) -> tuple[list[Any], int]:
+    """The page of a filtered statement and the total it is a page of (Pagination-Total).
+    The page is not asked for when it would be empty."""
+    total = (await session.execute(counted(base))).scalar_one()
+    if query.limit == 0 or query.offset >= total:
+        return [], total
+    page = paged(base, query, columns, default_sort=default_sort, tiebreak=tiebreak)
+    return list((await session.scalars(page)).all()), total
 
 
 def _condition(column: ColumnElement[Any], condition: Condition) -> ColumnElement[bool]:

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.listing import ListQuery, SortKey
-from postroom.db.listing import counted, filtered, paged
+from postroom.db.listing import counted, fetch_page, filtered, paged
 from postroom.files.models import FileBlob, StoredFile
 
 _table = StoredFile.__table__
@@ -22,14 +22,18 @@ _columns: dict[str, ColumnElement[Any]] = dict(_table.c.items())
 NEWEST_FIRST = (SortKey("created_at", descending=True),)
 
 
-def list_statement(organization_id: str, query: ListQuery) -> tuple[Select[Any], Select[Any]]:
-    """The page and count statements for a collection query (public so tests can EXPLAIN it)."""
-    base = filtered(
+def _filtered(organization_id: str, query: ListQuery) -> Select[Any]:
+    return filtered(
         select(StoredFile).where(StoredFile.organization_id == organization_id),
         query,
         _columns,
         search=_table.c.search_text,
     )
+
+
+def list_statement(organization_id: str, query: ListQuery) -> tuple[Select[Any], Select[Any]]:
+    """The page and count statements for a collection query (public so tests can EXPLAIN it)."""
+    base = _filtered(organization_id, query)
     page = paged(base, query, _columns, default_sort=NEWEST_FIRST, tiebreak=_table.c.id)
     return page, counted(base)
 
@@ -37,11 +41,10 @@ def list_statement(organization_id: str, query: ListQuery) -> tuple[Select[Any],
 async def list_page(
     session: AsyncSession, organization_id: str, query: ListQuery
 ) -> tuple[list[StoredFile], int]:
-    page, count = list_statement(organization_id, query)
-    total = (await session.execute(count)).scalar_one()
-    if query.limit == 0 or query.offset >= total:
-        return [], total
-    return list((await session.scalars(page)).all()), total
+    base = _filtered(organization_id, query)
+    return await fetch_page(
+        session, base, query, _columns, default_sort=NEWEST_FIRST, tiebreak=_table.c.id
+    )
 
 
 async def get(

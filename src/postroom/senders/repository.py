@@ -6,7 +6,7 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.listing import ListQuery, SortKey
-from postroom.db.listing import counted, filtered, paged
+from postroom.db.listing import fetch_page, filtered
 from postroom.senders.models import EmailDeliverySetting
 
 _table = EmailDeliverySetting.__table__
@@ -55,9 +55,9 @@ async def list_page(
         _columns,
         search=_search,
     )
-    total = (await session.execute(counted(base))).scalar_one()
-    page = paged(base, query, _columns, default_sort=OLDEST_FIRST, tiebreak=_table.c.id)
-    return list((await session.scalars(page)).all()), total
+    return await fetch_page(
+        session, base, query, _columns, default_sort=OLDEST_FIRST, tiebreak=_table.c.id
+    )
 
 
 async def clear_default(session: AsyncSession, organization_id: str, keep_id: str) -> None:
