@@ -3,9 +3,11 @@
 
     python3 dev.py serve    start postroom on SQLite with an embedded worker
     python3 dev.py test     lint, type-check, then the suite on SQLite and on PostgreSQL
+    python3 dev.py bench    the benchmarks (bench/RESULTS.md); `--smoke` for the short run
 
-Both create ./.venv on first use and reinstall it whenever pyproject.toml or
-requirements.lock change. Extra arguments after `test` go to pytest.
+Each creates ./.venv on first use and reinstalls it whenever pyproject.toml or
+requirements.lock change. Extra arguments after `test` go to pytest, after `bench` to the
+benchmark.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def test(pytest_args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"serve", "test", "setup"}:
+    if not argv or argv[0] not in {"serve", "test", "bench", "setup"}:
         print(__doc__)
         return 2
     ensure_environment()
@@ -78,6 +80,8 @@ def main(argv: list[str]) -> int:
         os.execv(BIN / "postroom", [str(BIN / "postroom"), "serve", *rest])
     if command == "test":
         return test(rest)
+    if command == "bench":
+        return run(tool("python"), "-m", "bench", *rest)
     return 0
 
 
