@@ -31,8 +31,8 @@ TEST_DELIVERY = {
     "backoff_base_seconds": 10,
     "backoff_max_seconds": 60,
     "lease_seconds": 30,
-    "connect_timeout_seconds": 2,
-    "send_timeout_seconds": 2,
+    "connect_timeout_seconds": 10,
+    "send_timeout_seconds": 10,
     "poll_seconds": 0.05,
 }
 

@@ -11,7 +11,7 @@ from postroom.delivery.transports.http import HttpLimits
 
 PDF = b"%PDF-1.4\n\x00\xff\xfe binary \r\n bytes\n%%EOF\n"
 CSV = b"name,amount\nAcme,12.50\n"
-LIMITS = HttpLimits(connect_timeout=2, timeout=2, connections=2)
+LIMITS = HttpLimits(connect_timeout=10, timeout=10, connections=2)
 
 
 @pytest.fixture
