@@ -19,7 +19,9 @@ class MessageStatus(StrEnum):
 
 # Who a message is claimed for (delivery/repository.py): its organization and the credential it
 # goes out through ('' for the server-wide transport), as one text value an index can order by.
-DELIVERY_KEY_SQL = "(organization_id || ' ' || coalesce(credential_hash, sender_credential_id, ''))"
+DELIVERY_KEY_SQL = (
+    "((organization_id || ' ') || coalesce(credential_hash, sender_credential_id, ''))"
+)
 
 
 class EmailMessage(Base):

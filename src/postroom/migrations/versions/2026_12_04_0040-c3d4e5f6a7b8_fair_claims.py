@@ -17,7 +17,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # As postroom.messages.models.DELIVERY_KEY_SQL was when this revision was written.
-KEY = "(organization_id || ' ' || coalesce(credential_hash, sender_credential_id, ''))"
+KEY = "((organization_id || ' ') || coalesce(credential_hash, sender_credential_id, ''))"
 
 
 def upgrade() -> None:
