@@ -17,8 +17,9 @@ class DeliverySettings(BaseModel):
         2,
         ge=1,
         le=16,
-        description="batches a worker sends at once: the next is claimed while one is sent; "
-        "a worker killed outright may send up to this many batches twice",
+        description="a worker holds at most batches_in_flight * batch_size messages claimed and "
+        "not yet recorded, claiming more as outcomes are recorded; a worker killed outright may "
+        "send up to this many batches twice",
     )
     in_flight_per_key: int = Field(
         20,
