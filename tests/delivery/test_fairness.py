@@ -159,10 +159,18 @@ class TestSlowServer:
                     timed_out = await _attempts(h, credential, finished=True)
                     received = len(sink.received)
                     assert await _status(h, single) == MessageStatus.SENT
-                    assert tarpit.connections >= 1  # the tarpit's messages were claimed first
+                    # The tarpit's messages were claimed (their attempts opened) and still hang.
                     assert await _attempts(h, credential, finished=False) >= 1
                     assert timed_out == 0
                     assert received < 2_000
+
+                    # No barrier: the big queue keeps flowing, claim after claim of its share,
+                    # while the tarpit's sends still hang.
+                    async def flowing() -> bool:
+                        return len(sink.received) >= 10 * SHARE
+
+                    await eventually(flowing, timeout=60, what="the big queue's messages")
+                    assert await _attempts(h, credential, finished=True) == 0
                 finally:
                     # The tarpit drops its connections: the sends it held fail at once.
                     tarpit.close()
