@@ -3,9 +3,15 @@ Claims go round-robin over (organization, credential) keys, and each key has a b
 of a worker's sends (delivery/repository.py, delivery/worker.py)."""
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from postroom.auth.service import NewOrganization
 from postroom.credentials import service as credentials
@@ -13,6 +19,7 @@ from postroom.credentials.schemas import SmtpCredentialCreate
 from postroom.delivery import repository, service
 from postroom.delivery.models import DeliveryAttempt
 from postroom.messages.models import EmailMessage, MessageStatus
+from tests.databases import BACKEND
 from tests.factories import make_org, queue_messages
 from tests.harness import Harness, HarnessFactory
 from tests.polling import eventually
@@ -176,3 +183,48 @@ class TestSlowServer:
                     tarpit.close()
                     stop.set()
                     await asyncio.wait_for(worker, timeout=60)
+
+
+async def _plan(session: AsyncSession, statement: ClauseElement, params: dict[str, Any]) -> str:
+    """PostgreSQL's plan of the statement, as the claim would run it."""
+    compiled = cast(
+        SQLCompiler,
+        statement.compile(
+            dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
+        ),
+    )
+    bound = {**compiled.params, **params}
+    values = tuple(bound[name] for name in compiled.positiontup or ())
+    connection = await session.connection()
+    rows = await connection.exec_driver_sql(f"EXPLAIN {compiled}", values)
+    return "\n".join(str(row[0]) for row in rows)
+
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="plans are PostgreSQL's")
+class TestPlans:
+    async def test_a_claim_probes_the_key_index_and_never_scans_the_outbox(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        async with harness_factory() as h:
+            big, other = await make_org(h.sessionmaker, "big"), await make_org(h.sessionmaker)
+            now = h.clock.now()
+            ids = await queue_messages(h.sessionmaker, big.organization_id, 20_000, now)
+            await queue_messages(h.sessionmaker, other.organization_id, 1, now)
+            async with h.sessionmaker() as session:
+                await session.execute(text("ANALYZE email_messages"))
+                keys = await session.execute(repository.due_keys, {"now": now})
+                wanted = {str(row[0]): 20 for row in keys}
+                assert len(wanted) == 2
+                plans = [
+                    await _plan(session, repository.due_keys, {"now": now}),
+                    await _plan(session, repository.candidates_statement(now, wanted), {}),
+                    await _plan(
+                        session, repository.claim_statement(ids[:40], now, now, "lease_x"), {}
+                    ),
+                ]
+            for plan in plans:
+                assert "Seq Scan on email_messages" not in plan, plan
+            assert (
+                "ix_email_messages_due_key" in plans[0] and "ix_email_messages_due_key" in plans[1]
+            )
+            assert re.search(r"Index (Only )?Scan using pk_email_messages", plans[2]), plans[2]

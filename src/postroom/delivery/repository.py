@@ -36,7 +36,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.expression import ColumnClause
+from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.expression import ColumnClause, Select
 
 from postroom.db.base import UTCDateTime
 from postroom.delivery.models import DeliveryAttempt, Outcome, SendPacing
@@ -52,7 +53,7 @@ _IN_OUTBOX = text("email_messages.status = 'outbox'")
 # Per claim; also keeps the UNION ALL of per-key probes under SQLite's 500 compound terms.
 MAX_KEYS_PER_CLAIM = 200
 
-_due_keys = text(
+due_keys = text(
     """
     WITH RECURSIVE outbox_keys(k) AS (
         SELECT (SELECT @key FROM email_messages
@@ -87,14 +88,12 @@ def key_of(message: EmailMessage) -> str:
 
 
 async def _oldest_due_keys(session: AsyncSession, now: datetime) -> list[str]:
-    rows = await session.execute(_due_keys, {"now": now})
+    rows = await session.execute(due_keys, {"now": now})
     return [str(row[0]) for row in rows]
 
 
-async def _candidates(
-    session: AsyncSession, now: datetime, wanted: Mapping[str, int]
-) -> list[tuple[str, str, datetime]]:
-    """(key, id, due) of the oldest `wanted[key]` due messages of each key."""
+def candidates_statement(now: datetime, wanted: Mapping[str, int]) -> Select[Any]:
+    """(key, id, due) of the oldest `wanted[key]` due messages of each key (at least one)."""
     probes = []
     for key, count in wanted.items():
         probe = (
@@ -105,10 +104,37 @@ async def _candidates(
             .subquery()
         )
         probes.append(select(probe.c.k, probe.c.id, probe.c.next_attempt_at))
-    if not probes:
+    return select(union_all(*probes).subquery())
+
+
+async def _candidates(
+    session: AsyncSession, now: datetime, wanted: Mapping[str, int]
+) -> list[tuple[str, str, datetime]]:
+    if not wanted:
         return []
-    rows = await session.execute(union_all(*probes))
+    rows = await session.execute(candidates_statement(now, wanted))
     return [(str(k), str(i), due) for k, i, due in rows]
+
+
+def claim_statement(
+    chosen: Sequence[str], now: datetime, lease_until: datetime, token: str
+) -> ReturningUpdate[Any]:
+    """Leases those of `chosen` still due and not being claimed by another worker."""
+    still_due = (
+        select(EmailMessage.id)
+        .where(EmailMessage.id.in_(chosen), _IN_OUTBOX, EmailMessage.next_attempt_at <= now)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(EmailMessage)
+        .where(EmailMessage.id.in_(still_due.scalar_subquery()))
+        .values(
+            lease_token=token,
+            next_attempt_at=lease_until,
+            attempt_count=EmailMessage.attempt_count + 1,
+        )
+        .returning(EmailMessage)
+    )
 
 
 def round_robin(candidates: list[tuple[str, str, datetime]], limit: int) -> list[str]:
@@ -143,20 +169,8 @@ async def claim_due(
     chosen = round_robin(await _candidates(session, now, wanted), limit)
     if not chosen:
         return []
-    still_due = (
-        select(EmailMessage.id)
-        .where(EmailMessage.id.in_(chosen), _IN_OUTBOX, EmailMessage.next_attempt_at <= now)
-        .with_for_update(skip_locked=True)
-    )
     claimed = await session.scalars(
-        update(EmailMessage)
-        .where(EmailMessage.id.in_(still_due.scalar_subquery()))
-        .values(
-            lease_token=token,
-            next_attempt_at=lease_until,
-            attempt_count=EmailMessage.attempt_count + 1,
-        )
-        .returning(EmailMessage),
+        claim_statement(chosen, now, lease_until, token),
         execution_options={"populate_existing": True},
     )
     return list(claimed.all())
