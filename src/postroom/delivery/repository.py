@@ -52,6 +52,8 @@ _key: ColumnClause[str] = literal_column(DELIVERY_KEY_SQL, String())
 _IN_OUTBOX = text("email_messages.status = 'outbox'")
 # Per claim; also keeps the UNION ALL of per-key probes under SQLite's 500 compound terms.
 MAX_KEYS_PER_CLAIM = 200
+# Choices a claim makes before it gives up when other workers claim all it chose first.
+CONTENDED_TRIES = 3
 
 due_keys = text(
     """
@@ -159,21 +161,26 @@ async def claim_due(
     """Up to `limit` due messages, fairly across keys: at most `per_key` of a key (default:
     `limit`), and at most `allowance[key]` of a key the mapping names (0: none)."""
     cap = limit if per_key is None else min(per_key, limit)
-    wanted: dict[str, int] = {}
-    for key in await _oldest_due_keys(session, now):
-        count = min(cap, (allowance or {}).get(key, cap))
-        if count > 0:
-            wanted[key] = count
-            if len(wanted) == MAX_KEYS_PER_CLAIM:
-                break
-    chosen = round_robin(await _candidates(session, now, wanted), limit)
-    if not chosen:
-        return []
-    claimed = await session.scalars(
-        claim_statement(chosen, now, lease_until, token),
-        execution_options={"populate_existing": True},
-    )
-    return list(claimed.all())
+    for _ in range(CONTENDED_TRIES):
+        wanted: dict[str, int] = {}
+        for key in await _oldest_due_keys(session, now):
+            count = min(cap, (allowance or {}).get(key, cap))
+            if count > 0:
+                wanted[key] = count
+                if len(wanted) == MAX_KEYS_PER_CLAIM:
+                    break
+        chosen = round_robin(await _candidates(session, now, wanted), limit)
+        if not chosen:
+            return []
+        claimed = await session.scalars(
+            claim_statement(chosen, now, lease_until, token),
+            execution_options={"populate_existing": True},
+        )
+        taken = list(claimed.all())
+        if taken:
+            return taken
+        # Another worker claimed every one of them first (PostgreSQL): choose again.
+    return []
 
 
 async def close_interrupted_attempts(
