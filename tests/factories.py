@@ -3,15 +3,17 @@
 import os
 import struct
 import zlib
+from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from postroom.auth import service as auth
 from postroom.core.clock import SystemClock
-from postroom.messages.models import EmailMessage
+from postroom.core.ids import new_id
+from postroom.messages.models import EmailMessage, MessageStatus
 
 
 def message_body(**overrides: Any) -> dict[str, Any]:
@@ -48,6 +50,42 @@ async def update_message(
         await session.execute(
             update(EmailMessage).where(EmailMessage.id == message_id).values(**values)
         )
+
+
+async def queue_messages(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    organization_id: str,
+    count: int,
+    due: datetime,
+    **values: Any,
+) -> list[str]:
+    """`count` messages in outbox, due at `due`, inserted in one statement (fast enough for tens
+    of thousands); `values` sets other columns (e.g. credential_hash). Their ids, in order."""
+    rows = [
+        {
+            "id": new_id("mail_msg_"),
+            "organization_id": organization_id,
+            "status": MessageStatus.OUTBOX,
+            "from_address": "sender@example.com",
+            "to_addresses": [f"user{n}@example.com"],
+            "cc_addresses": [],
+            "bcc_addresses": [],
+            "subject": f"Message {n}",
+            "text": "text",
+            "html": "<p>html</p>",
+            "attachments": [],
+            "initiated_at": due,
+            "next_attempt_at": due,
+            "created_at": due,
+            "updated_at": due,
+            "search_text": "",
+            **values,
+        }
+        for n in range(count)
+    ]
+    async with sessionmaker() as session, session.begin():
+        await session.execute(insert(EmailMessage), rows)
+    return [str(row["id"]) for row in rows]
 
 
 def png_bytes(size: int = 0) -> bytes:

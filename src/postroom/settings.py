@@ -17,8 +17,17 @@ class DeliverySettings(BaseModel):
         2,
         ge=1,
         le=16,
-        description="batches a worker sends at once: the next is claimed while one is sent; "
-        "a worker killed outright may send up to this many batches twice",
+        description="a worker holds at most batches_in_flight * batch_size messages claimed and "
+        "not yet recorded, claiming more as outcomes are recorded; a worker killed outright may "
+        "send up to this many batches twice",
+    )
+    in_flight_per_key: int = Field(
+        20,
+        ge=1,
+        description="messages of one organization through one credential (or through the "
+        "server-wide transport) a worker holds claimed and not yet recorded, at most: a slow or "
+        "silent server holds only this share of the worker's batches_in_flight * batch_size, "
+        "and the worker goes on claiming and sending for the others",
     )
     lease_seconds: float = Field(120, gt=0, description="a claim expires after this long")
     poll_seconds: float = Field(1.0, gt=0, description="idle wait between empty claims")

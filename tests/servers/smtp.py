@@ -390,3 +390,65 @@ def write_ca_pem(path: Path) -> Path:
     """The test CA's certificate as a PEM file, for clients configured by a CA file path."""
     _ca().cert_pem.write_to_path(str(path))
     return path
+
+
+class Tarpit:
+    """What a running `tarpit_server()` saw: connections it greeted and then left hanging."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.host = HOST
+        self.port: int = listener.getsockname()[1]
+        self._listener = listener
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._closed = threading.Event()
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return len(self._sockets)
+
+    def close(self) -> None:
+        """Stops accepting and drops every connection (the clients' sends fail at once)."""
+        self._closed.set()
+        with self._lock:
+            held, self._sockets = self._sockets, []
+            self._listener.close()
+        for connection in held:
+            with suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+
+    def _serve(self) -> None:
+        while not self._closed.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed
+            with suppress(OSError):
+                connection.sendall(b"220 tarpit ESMTP\r\n")
+            with self._lock:
+                if self._closed.is_set():
+                    connection.close()
+                    return
+                self._sockets.append(connection)
+
+
+@contextmanager
+def tarpit_server() -> Iterator[Tarpit]:
+    """A server on 127.0.0.1 that greets with "220" and then never answers anything, until
+    `close()` or the end of the block."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.bind((HOST, 0))
+    listener.listen(_BACKLOG)
+    listener.settimeout(0.1)
+    tarpit = Tarpit(listener)
+    thread = threading.Thread(target=tarpit._serve, name="tarpit", daemon=True)
+    thread.start()
+    try:
+        yield tarpit
+    finally:
+        tarpit.close()
+        thread.join(timeout=10)

@@ -1,48 +1,186 @@
 """The claim SQL and the bookkeeping of attempts.
 
-A claim is one statement: `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n)
-RETURNING …`. On PostgreSQL, SKIP LOCKED lets any number of workers share the queue without
-ever claiming the same row; on SQLite (one machine) the statement runs under BEGIN IMMEDIATE
-and is atomic by itself. Claimed rows get a lease: next_attempt_at moves to the lease's end.
+A claim is fair across delivery keys: an organization and the credential its messages go out
+through (none: the server-wide transport). It first lists the keys with due messages, those whose
+oldest due message has waited longest first, by a loose index scan over ix_email_messages_due_key
+(one index probe per key, however many messages each key has queued); then it takes the oldest few
+due messages of each key (index probes again) and interleaves them round-robin: the first of every
+key, then the second of every key, and so on. A tenant with 100,000 queued messages thus delays
+another's by at most one message per claim.
+
+The chosen rows are then claimed in one statement: `UPDATE … WHERE id IN (SELECT … WHERE id IN
+(chosen) AND still due FOR UPDATE SKIP LOCKED) RETURNING …`. On PostgreSQL, SKIP LOCKED lets any
+number of workers share the queue without ever claiming the same row (a row another claim took
+meanwhile is locked or no longer due, so it is left out); on SQLite (one machine) the claim runs
+under BEGIN IMMEDIATE and is atomic by itself. Claimed rows get a lease: next_attempt_at moves to
+the lease's end.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from itertools import groupby
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.expression import ColumnClause, Select
 
+from postroom.db.base import UTCDateTime
 from postroom.delivery.models import DeliveryAttempt, Outcome, SendPacing
-from postroom.messages.models import EmailMessage, MessageStatus
+from postroom.messages.models import DELIVERY_KEY_SQL, EmailMessage, MessageStatus
 
 _messages = cast(Table, EmailMessage.__table__)
 _attempts = cast(Table, DeliveryAttempt.__table__)
 
+# Written out as in the index, so that both databases match the expression and the partial
+# index's predicate (a bound 'outbox' would not prove the predicate in a generic plan).
+_key: ColumnClause[str] = literal_column(DELIVERY_KEY_SQL, String())
+_IN_OUTBOX = text("email_messages.status = 'outbox'")
+# Per claim; also keeps the UNION ALL of per-key probes under SQLite's 500 compound terms.
+MAX_KEYS_PER_CLAIM = 200
+# Choices a claim makes before it gives up when other workers claim all it chose first.
+CONTENDED_TRIES = 3
 
-async def claim_due(
-    session: AsyncSession, *, now: datetime, lease_until: datetime, token: str, limit: int
-) -> list[EmailMessage]:
-    due = (
+due_keys = text(
+    """
+    WITH RECURSIVE outbox_keys(k) AS (
+        SELECT (SELECT @key FROM email_messages
+                WHERE email_messages.status = 'outbox' ORDER BY @key LIMIT 1)
+        UNION ALL
+        SELECT (SELECT @key FROM email_messages
+                WHERE email_messages.status = 'outbox' AND @key > outbox_keys.k
+                ORDER BY @key LIMIT 1)
+        FROM outbox_keys WHERE outbox_keys.k IS NOT NULL
+    )
+    SELECT k, oldest FROM (
+        SELECT k, (SELECT next_attempt_at FROM email_messages
+                   WHERE email_messages.status = 'outbox' AND @key = outbox_keys.k
+                     AND next_attempt_at <= :now
+                   ORDER BY next_attempt_at LIMIT 1) AS oldest
+        FROM outbox_keys WHERE k IS NOT NULL
+    ) AS due WHERE oldest IS NOT NULL ORDER BY oldest, k
+    """.replace("@key", DELIVERY_KEY_SQL)
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+def delivery_key(organization_id: str, credential_id: str | None) -> str:
+    """The key a message is claimed under (as DELIVERY_KEY_SQL computes it)."""
+    return f"{organization_id} {credential_id or ''}"
+
+
+def key_of(message: EmailMessage) -> str:
+    credential = message.credential_hash
+    if credential is None:
+        credential = message.sender_credential_id
+    return delivery_key(message.organization_id, credential)
+
+
+async def _oldest_due_keys(session: AsyncSession, now: datetime) -> list[str]:
+    rows = await session.execute(due_keys, {"now": now})
+    return [str(row[0]) for row in rows]
+
+
+def candidates_statement(now: datetime, wanted: Mapping[str, int]) -> Select[Any]:
+    """(key, id, due) of the oldest `wanted[key]` due messages of each key (at least one)."""
+    probes = []
+    for key, count in wanted.items():
+        probe = (
+            select(_key.label("k"), EmailMessage.id, EmailMessage.next_attempt_at)
+            .where(_IN_OUTBOX, _key == key, EmailMessage.next_attempt_at <= now)
+            .order_by(EmailMessage.next_attempt_at)
+            .limit(count)
+            .subquery()
+        )
+        probes.append(select(probe.c.k, probe.c.id, probe.c.next_attempt_at))
+    return select(union_all(*probes).subquery())
+
+
+async def _candidates(
+    session: AsyncSession, now: datetime, wanted: Mapping[str, int]
+) -> list[tuple[str, str, datetime]]:
+    if not wanted:
+        return []
+    rows = await session.execute(candidates_statement(now, wanted))
+    return [(str(k), str(i), due) for k, i, due in rows]
+
+
+def claim_statement(
+    chosen: Sequence[str], now: datetime, lease_until: datetime, token: str
+) -> ReturningUpdate[Any]:
+    """Leases those of `chosen` still due and not being claimed by another worker."""
+    still_due = (
         select(EmailMessage.id)
-        .where(EmailMessage.status == MessageStatus.OUTBOX, EmailMessage.next_attempt_at <= now)
-        .order_by(EmailMessage.next_attempt_at)
-        .limit(limit)
+        .where(EmailMessage.id.in_(chosen), _IN_OUTBOX, EmailMessage.next_attempt_at <= now)
         .with_for_update(skip_locked=True)
     )
-    claimed = await session.scalars(
+    return (
         update(EmailMessage)
-        .where(EmailMessage.id.in_(due.scalar_subquery()))
+        .where(EmailMessage.id.in_(still_due.scalar_subquery()))
         .values(
             lease_token=token,
             next_attempt_at=lease_until,
             attempt_count=EmailMessage.attempt_count + 1,
         )
-        .returning(EmailMessage),
-        execution_options={"populate_existing": True},
+        .returning(EmailMessage)
     )
-    return list(claimed.all())
+
+
+def round_robin(candidates: list[tuple[str, str, datetime]], limit: int) -> list[str]:
+    """The ids of up to `limit` candidates: every key's first, then every key's second, …
+    (within a rank, the longest due first)."""
+    ranked: list[tuple[int, datetime, str]] = []
+    for _, group in groupby(sorted(candidates, key=lambda c: (c[0], c[2])), key=lambda c: c[0]):
+        ranked.extend((rank, due, id_) for rank, (_, id_, due) in enumerate(group))
+    return [id_ for _, _, id_ in sorted(ranked)[:limit]]
+
+
+async def claim_due(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    lease_until: datetime,
+    token: str,
+    limit: int,
+    allowance: Mapping[str, int] | None = None,
+    per_key: int | None = None,
+) -> list[EmailMessage]:
+    """Up to `limit` due messages, fairly across keys: at most `per_key` of a key (default:
+    `limit`), and at most `allowance[key]` of a key the mapping names (0: none)."""
+    cap = limit if per_key is None else min(per_key, limit)
+    for _ in range(CONTENDED_TRIES):
+        wanted: dict[str, int] = {}
+        for key in await _oldest_due_keys(session, now):
+            count = min(cap, (allowance or {}).get(key, cap))
+            if count > 0:
+                wanted[key] = count
+                if len(wanted) == MAX_KEYS_PER_CLAIM:
+                    break
+        chosen = round_robin(await _candidates(session, now, wanted), limit)
+        if not chosen:
+            return []
+        claimed = await session.scalars(
+            claim_statement(chosen, now, lease_until, token),
+            execution_options={"populate_existing": True},
+        )
+        taken = list(claimed.all())
+        if taken:
+            return taken
+        # Another worker claimed every one of them first (PostgreSQL): choose again.
+    return []
 
 
 async def close_interrupted_attempts(

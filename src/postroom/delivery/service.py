@@ -2,6 +2,7 @@
 call), then record what each send produced: sent, retry later, or failed."""
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +47,8 @@ class Job:
     lease_token: str
     credential: DeliveryCredential | None
     transport: str
+    key: str = ""
+    """Its delivery key (organization and credential): the share of the worker it counts in."""
     not_before: datetime | None = None
     """The send slot its credential's rate gave it, when that is later than the claim."""
 
@@ -144,15 +147,26 @@ async def claim(
     default_transport: str,
     blobs: BlobStore,
     clock: Clock | None = None,
+    limit: int | None = None,
+    in_flight: Mapping[str, int] | None = None,
 ) -> Claim:
     """`now` is when the claim began; `clock`, when given, is read again for send slots, which
-    must not start before the claim's lock was granted (delivery/pacing.py)."""
+    must not start before the claim's lock was granted (delivery/pacing.py).
+
+    Up to `limit` messages (default: a batch). With `in_flight` (the claiming worker's messages
+    not yet recorded, by delivery key), no key gets more than its share of the worker
+    (settings.in_flight_per_key); without, this claim is the only one under way."""
+    batch = settings.batch_size if limit is None else limit
     claimed = await repository.claim_due(
         session,
         now=now,
         lease_until=now + timedelta(seconds=settings.lease_seconds),
         token=token,
-        limit=settings.batch_size,
+        limit=batch,
+        per_key=None if in_flight is None else settings.in_flight_per_key,
+        allowance=None
+        if in_flight is None
+        else {k: settings.in_flight_per_key - n for k, n in in_flight.items()},
     )
     if not claimed:
         return Claim([], 0)
@@ -209,6 +223,7 @@ async def claim(
                 lease_token=token,
                 credential=credential,
                 transport=transport,
+                key=repository.key_of(message),
                 not_before=not_before,
             )
         )

@@ -1,11 +1,15 @@
-"""The delivery loop: claim a batch in one short transaction, send with no transaction open,
-record the outcomes in another. Nothing holds a database lock across a network call.
+"""The delivery loop: claim in one short transaction, send with no transaction open, record
+the outcomes in another. Nothing holds a database lock across a network call.
 
-Up to `batches_in_flight` batches are under way at once: the next batch is claimed while the
-previous one is still being sent, and recorded while the next is sent, so the connections do
-not stand idle during the database work. A worker killed outright can therefore leave at most
-`batches_in_flight * batch_size` messages sent but not recorded (sent again, as duplicates,
-once their leases run out)."""
+Each claimed message is sent on its own and its outcome recorded as soon as it is known (with
+whatever others came in meanwhile), so no message waits for the slowest of its claim. A worker
+holds at most `batches_in_flight * batch_size` messages claimed and not yet recorded, and at most
+`in_flight_per_key` of any one delivery key (an organization and its credential, or the
+server-wide transport): a silent server ties up only its own key's share, and the worker goes
+on claiming for the others while it is freed (see delivery/repository.py for the claim's
+fairness). A worker killed outright can therefore leave at most `batches_in_flight *
+batch_size` messages sent but not recorded (sent again, as duplicates, once their leases run
+out)."""
 
 import asyncio
 import logging
@@ -16,6 +20,7 @@ import ssl
 import threading
 import time
 from asyncio import FIRST_COMPLETED
+from collections import Counter
 from contextlib import suppress
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -176,7 +181,9 @@ class Worker:
         await self._send_and_record(claim)
         return len(claim.jobs) + claim.settled
 
-    async def _claim(self) -> service.Claim:
+    async def _claim(
+        self, limit: int | None = None, in_flight: Counter[str] | None = None
+    ) -> service.Claim:
         async with self.sessionmaker() as session, session.begin():
             return await service.claim(
                 session,
@@ -188,6 +195,8 @@ class Worker:
                 default_transport=self.transports.default.name,
                 blobs=self.blobs,
                 clock=self.clock,
+                limit=limit,
+                in_flight=in_flight,
             )
 
     async def _send_and_record(self, claim: service.Claim) -> None:
@@ -206,11 +215,17 @@ class Worker:
             await idempotency.purge_expired(session, self.clock.now())
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Until `stop` is set; the batches under way are finished and recorded first."""
+        """Until `stop` is set; the sends under way are finished and recorded first."""
         log.info("delivery worker started", extra={"worker": self.name})
         next_housekeeping = 0.0
         await load_http_stack()
-        in_flight: set[asyncio.Task[None]] = set()
+        delivery = self.settings.delivery
+        capacity = delivery.batches_in_flight * delivery.batch_size
+        in_flight: Counter[str] = Counter()  # claimed, not yet recorded, by delivery key
+        sending: set[asyncio.Task[None]] = set()
+        outcomes: asyncio.Queue[service.Result] = asyncio.Queue()
+        freed = asyncio.Event()
+        recorder = asyncio.create_task(self._record_as_they_come(outcomes, in_flight, freed))
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
@@ -220,43 +235,81 @@ class Worker:
                         await self.housekeeping()
                     except Exception:
                         log.exception("housekeeping failed", extra={"worker": self.name})
-                if len(in_flight) >= self.settings.delivery.batches_in_flight:
-                    await asyncio.wait({*in_flight, stopping}, return_when=FIRST_COMPLETED)
+                freed.clear()
+                free = capacity - in_flight.total()
+                if free <= 0:
+                    await self._until(freed, stopping, None)
                     continue
                 try:
-                    claim = await self._claim()
+                    claim = await self._claim(min(delivery.batch_size, free), in_flight)
                 except Exception:
                     # The database may be restarting; the leases keep every message safe.
                     log.exception("delivery claim failed; retrying", extra={"worker": self.name})
                     claim = service.Claim([], 0)
-                if claim.jobs:
-                    batch = asyncio.create_task(self._send_and_record(claim))
-                    batch.add_done_callback(self._batch_done)
-                    in_flight.add(batch)
-                    batch.add_done_callback(in_flight.discard)
-                elif claim.settled == 0:
-                    # Nothing due: wait a poll interval, or less if a batch ends meanwhile (its
-                    # retries may be due, and a slot is free again).
-                    await asyncio.wait(
-                        {*in_flight, stopping},
-                        timeout=self.settings.delivery.poll_seconds,
-                        return_when=FIRST_COMPLETED,
-                    )
+                for job in claim.jobs:
+                    in_flight[job.key] += 1
+                    send = asyncio.create_task(self._deliver_into(job, outcomes))
+                    sending.add(send)
+                    send.add_done_callback(sending.discard)
+                if not claim.jobs and claim.settled == 0:
+                    # Nothing due (or only keys whose share is taken): wait a poll interval, or
+                    # less if an outcome is recorded meanwhile (a share is free again, and a
+                    # retry may be due).
+                    await self._until(freed, stopping, delivery.poll_seconds)
         finally:
             stopping.cancel()
-            if in_flight:
-                await asyncio.wait(in_flight)
+            if sending:
+                await asyncio.wait(sending)
+            await outcomes.join()
+            recorder.cancel()
         log.info("delivery worker stopped", extra={"worker": self.name})
 
-    def _batch_done(self, batch: "asyncio.Task[None]") -> None:
-        if not batch.cancelled() and batch.exception() is not None:
-            # Recording failed (the database may be restarting): the leases run out and the
-            # batch is claimed again, its attempts marked `unknown`.
-            log.error(
-                "delivery batch failed; its leases will run out",
-                exc_info=batch.exception(),
-                extra={"worker": self.name},
-            )
+    @staticmethod
+    async def _until(
+        freed: asyncio.Event, stopping: "asyncio.Task[bool]", seconds: float | None
+    ) -> None:
+        waiting = asyncio.create_task(freed.wait())
+        try:
+            await asyncio.wait({waiting, stopping}, timeout=seconds, return_when=FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+
+    async def _deliver_into(
+        self, job: service.Job, outcomes: "asyncio.Queue[service.Result]"
+    ) -> None:
+        outcomes.put_nowait(await self._deliver(job))
+
+    async def _record_as_they_come(
+        self,
+        outcomes: "asyncio.Queue[service.Result]",
+        in_flight: Counter[str],
+        freed: asyncio.Event,
+    ) -> None:
+        """Records each outcome as it comes in, together with any that came in meanwhile."""
+        while True:
+            results = [await outcomes.get()]
+            while not outcomes.empty():
+                results.append(outcomes.get_nowait())
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    statuses = await service.record(
+                        session, results, self.settings.delivery, self.rng
+                    )
+                _observe(results, statuses)
+            except Exception:
+                # The database may be restarting: the leases run out and the messages are
+                # claimed again, their attempts marked `unknown`.
+                log.exception(
+                    "delivery outcomes not recorded; their leases will run out",
+                    extra={"worker": self.name},
+                )
+            finally:
+                for result in results:
+                    in_flight[result.job.key] -= 1
+                    if in_flight[result.job.key] <= 0:
+                        del in_flight[result.job.key]
+                    outcomes.task_done()
+                freed.set()
 
     def _transport(self, job: service.Job) -> Transport:
         credential = job.credential

@@ -17,6 +17,13 @@ class MessageStatus(StrEnum):
     FAILED = "failed"
 
 
+# Who a message is claimed for (delivery/repository.py): its organization and the credential it
+# goes out through ('' for the server-wide transport), as one text value an index can order by.
+DELIVERY_KEY_SQL = (
+    "((organization_id || ' ') || coalesce(credential_hash, sender_credential_id, ''))"
+)
+
+
 class EmailMessage(Base):
     __tablename__ = "email_messages"
 
@@ -59,6 +66,13 @@ class EmailMessage(Base):
         ),
         Index(
             "ix_email_messages_due",
+            "next_attempt_at",
+            sqlite_where=sql("status = 'outbox'"),
+            postgresql_where=sql("status = 'outbox'"),
+        ),
+        Index(
+            "ix_email_messages_due_key",
+            sql(DELIVERY_KEY_SQL),
             "next_attempt_at",
             sqlite_where=sql("status = 'outbox'"),
             postgresql_where=sql("status = 'outbox'"),
