@@ -82,7 +82,7 @@ class DestinationSettings(BaseModel):
     allow: str | None = Field(
         None,
         description="comma-separated networks, addresses and host names an SMTP credential may "
-        "reach besides public addresses, e.g. \"127.0.0.1/32,::1,smtp.internal\"; unset: "
+        'reach besides public addresses, e.g. "127.0.0.1/32,::1,smtp.internal"; unset: '
         "loopback in development, nothing in production",
     )
 
