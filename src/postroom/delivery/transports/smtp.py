@@ -236,7 +236,7 @@ class SmtpTransport:
         except (OSError, TimeoutError):
             pass
         # Refused, unreachable, silent or unknown name alike: the stored text tells no more.
-        raise TransientError(f"could not connect to {where}")
+        raise TransientError(f"cannot connect to {where}")
 
     async def _handshake(self, client: aiosmtplib.SMTP) -> None:
         """EHLO, STARTTLS (then EHLO again: TLS resets the session) and AUTH, each step with
