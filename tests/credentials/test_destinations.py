@@ -17,7 +17,7 @@ REFUSED_HOSTS = [
     "::ffff:127.0.0.1",
     "100.64.0.1",
     "224.0.0.1",
-    "0.0.0.0",
+    "0.0.0.0",  # noqa: S104 - a destination refused, not an address bound to
 ]
 
 

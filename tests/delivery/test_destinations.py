@@ -2,6 +2,7 @@
 refused address is never connected to; a peer that is not an SMTP server is reported as such,
 never quoted; a server that greets and then stalls is given up on at the EHLO deadline."""
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from tests.factories import make_message
 from tests.harness import Harness, HarnessFactory
 from tests.servers.raw import raw_server
-from tests.servers.smtp import smtp_server
+from tests.servers.smtp import smtp_server, write_ca_pem
 
 POLICY = "is not an allowed destination (POSTROOM_DESTINATIONS__ALLOW)"
 NATS_BANNER = (
@@ -20,9 +21,7 @@ MYSQL_GREETING = b"J\x00\x00\x00\n8.0.36-internal-db\x00\x08\x00\x00\x00secretsa
 
 
 async def _send_through(h: Harness, host: str, port: int) -> dict[str, Any]:
-    credential = await h.client.post(
-        "/service-credentials/smtp", json={"host": host, "port": port}
-    )
+    credential = await h.client.post("/service-credentials/smtp", json={"host": host, "port": port})
     assert credential.status_code == 201, credential.text
     created = await make_message(h.client, status="outbox", credentialHash=credential.json()["id"])
     await h.deliver()
@@ -104,3 +103,59 @@ class TestDeadlines:
                 f"no answer to EHLO from 127.0.0.1:{server.port} within 0.5 s"
             )
             assert bytes(server.received).startswith(b"EHLO ")
+
+    async def test_the_message_deadline_bounds_every_step_together(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        # Each step may take 10 s; the whole message only 1 s, against a DATA reply after 4 s.
+        with smtp_server(hold_data_seconds=4) as smtp:
+            async with harness_factory(message_timeout_seconds=1) as h:
+                record = await _send_through(h, "127.0.0.1", smtp.port)
+                assert record["status"] == "outbox"
+                [attempt] = await h.attempts(record["id"])
+                assert attempt["outcome"] == "unknown"
+                assert "message deadline (1 s)" in attempt["responseBody"]
+
+
+class TestTls:
+    async def test_implicit_tls_to_a_checked_address_verifies_the_host_name(
+        self, harness_factory: HarnessFactory, tmp_path: Path
+    ) -> None:
+        with smtp_server(implicit_tls=True) as smtp:
+            async with harness_factory(
+                ca_file=write_ca_pem(tmp_path / "ca.pem"), destinations="127.0.0.1"
+            ) as h:
+                credential = await h.client.post(
+                    "/service-credentials/smtp",
+                    json={"host": "localhost", "port": smtp.port, "encryption": "ssl"},
+                )
+                created = await make_message(
+                    h.client, status="outbox", credentialHash=credential.json()["id"]
+                )
+                await h.deliver()
+                record = await h.message(created["id"])
+                assert record["status"] == "sent", record["responseBody"]
+
+    async def test_a_certificate_for_another_name_is_refused(
+        self, harness_factory: HarnessFactory, tmp_path: Path
+    ) -> None:
+        # The test certificate names 127.0.0.1 and localhost, not "2130706433", which resolves
+        # (and is connected) to 127.0.0.1 but is, for TLS, another name.
+        with smtp_server(implicit_tls=True) as smtp:
+            async with harness_factory(
+                ca_file=write_ca_pem(tmp_path / "ca.pem"), destinations="127.0.0.1"
+            ) as h:
+                credential = await h.client.post(
+                    "/service-credentials/smtp",
+                    json={"host": "2130706433", "port": smtp.port, "encryption": "ssl"},
+                )
+                assert credential.status_code == 201, credential.text
+                created = await make_message(
+                    h.client, status="outbox", credentialHash=credential.json()["id"]
+                )
+                await h.deliver()
+                record = await h.message(created["id"])
+                assert record["status"] == "outbox"
+                assert record["responseBody"].startswith(f"TLS with 2130706433:{smtp.port} failed")
+                assert "certificate verify failed" in record["responseBody"]
+                assert smtp.received == []
