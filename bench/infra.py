@@ -85,6 +85,8 @@ def postroom_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, s
         "POSTROOM_SECRET_KEY": "bench-secret-key-not-for-production",
         "POSTROOM_LIMITS__RATE_LIMIT_WRITE": "1000000000/minute",
         "POSTROOM_LIMITS__RATE_LIMIT_READ": "1000000000/minute",
+        # The benchmark's mail servers listen on loopback.
+        "POSTROOM_DESTINATIONS__ALLOW": "127.0.0.1",
     }
     env.update(extra)
     return env

@@ -12,7 +12,7 @@ from postroom.app import create_app
 from postroom.auth import service as auth
 from postroom.core.clock import SystemClock
 from postroom.db.engine import create_engine, create_sessionmaker
-from postroom.settings import FileSettings, Settings
+from postroom.settings import DestinationSettings, FileSettings, Settings
 from tests.databases import BACKEND, DatabaseFactory, postgres_reachable
 from tests.servers.http import CLIENT_TLS, serve_in_thread
 
@@ -47,7 +47,12 @@ async def database_url(databases: DatabaseFactory) -> str:
     return await databases.clone()
 
 
+# The test servers listen on loopback, which a tenant's credential may reach only when allowed.
+TEST_DESTINATIONS = DestinationSettings(allow="127.0.0.1")
+
+
 def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    overrides.setdefault("destinations", TEST_DESTINATIONS)
     return Settings(database_url=database_url, data_dir=data_dir, log_json=False, **overrides)  # type: ignore[arg-type]
 
 

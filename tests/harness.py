@@ -20,7 +20,12 @@ from postroom.core.crypto import SecretBox
 from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.delivery.transports.registry import TransportRegistry
 from postroom.delivery.worker import Worker, default_transport
-from postroom.settings import DeliverySettings, ProviderSettings, Settings
+from postroom.settings import (
+    DeliverySettings,
+    DestinationSettings,
+    ProviderSettings,
+    Settings,
+)
 from tests.conftest import make_settings
 from tests.databases import DatabaseFactory
 from tests.servers.http import serve_in_thread
@@ -32,7 +37,11 @@ TEST_DELIVERY = {
     "backoff_max_seconds": 60,
     "lease_seconds": 30,
     "connect_timeout_seconds": 10,
+    "smtp_greeting_timeout_seconds": 10,
+    "smtp_handshake_timeout_seconds": 10,
     "send_timeout_seconds": 10,
+    "smtp_data_end_timeout_seconds": 10,
+    "message_timeout_seconds": 30,
     "poll_seconds": 0.05,
 }
 
@@ -84,6 +93,7 @@ def harness_factory(databases: DatabaseFactory, tmp_path: Path) -> HarnessFactor
         smtp_url: str | None = None,
         ca_file: Path | None = None,
         providers: dict[str, str] | None = None,
+        destinations: str = "127.0.0.1",
         **delivery: Any,
     ) -> AsyncIterator[Harness]:
         url = await databases.clone()
@@ -94,6 +104,7 @@ def harness_factory(databases: DatabaseFactory, tmp_path: Path) -> HarnessFactor
             secret_key="test-secret-key-of-enough-length",
             delivery=DeliverySettings(**{**TEST_DELIVERY, "smtp_ca_file": ca_file, **delivery}),
             providers=ProviderSettings(**(providers or {})),
+            destinations=DestinationSettings(allow=destinations),
         )
         clock = ManualClock()
         engine = create_engine(url, pool_size=2)

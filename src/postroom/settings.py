@@ -7,6 +7,11 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from postroom.core.crypto import load_or_create_secret
+from postroom.core.destinations import DestinationPolicy
+
+# What development allows when POSTROOM_DESTINATIONS__ALLOW is unset: a mail server on this
+# machine (the README's). Production allows nothing beyond public addresses unless told.
+DEVELOPMENT_DESTINATIONS = ("127.0.0.0/8", "::1")
 
 
 class DeliverySettings(BaseModel):
@@ -35,8 +40,32 @@ class DeliverySettings(BaseModel):
     backoff_base_seconds: float = Field(30, ge=0, description="first retry delay")
     backoff_max_seconds: float = Field(3600, ge=0, description="longest retry delay")
     max_retry_after_seconds: float = Field(6 * 3600, ge=0, description="cap on a server's hint")
-    connect_timeout_seconds: float = Field(15, gt=0, description="SMTP/HTTP connect timeout")
-    send_timeout_seconds: float = Field(60, gt=0, description="timeout of each later step")
+    connect_timeout_seconds: float = Field(
+        15, gt=0, description="SMTP/HTTP: resolving the host and opening the connection"
+    )
+    send_timeout_seconds: float = Field(
+        60,
+        gt=0,
+        description="SMTP: each command (MAIL, RCPT, DATA, RSET) and each chunk of the message "
+        "written; HTTP: each read and write of a provider's request",
+    )
+    smtp_greeting_timeout_seconds: float = Field(
+        30, gt=0, description="SMTP: the server's 220 greeting (and the TLS handshake of ssl)"
+    )
+    smtp_handshake_timeout_seconds: float = Field(
+        30, gt=0, description="SMTP: each of EHLO, STARTTLS and AUTH"
+    )
+    smtp_data_end_timeout_seconds: float = Field(
+        60,
+        gt=0,
+        description="SMTP: the reply to the end of the message (after it, the outcome is unknown)",
+    )
+    message_timeout_seconds: float = Field(
+        100,
+        gt=0,
+        description="SMTP/HTTP: one message's send from start to the service's answer, every "
+        "step included; keep it below lease_seconds",
+    )
     connections_per_credential: int = Field(4, ge=1, description="concurrent sends per mailer")
     smtp_ca_file: Path | None = Field(
         None, description="PEM bundle of CAs to trust for SMTP TLS besides the system's"
@@ -54,6 +83,27 @@ class DeliverySettings(BaseModel):
         "send again (a duplicate the Message-ID lets receivers drop) or hold the message "
         "as failed for an operator to look at",
     )
+
+
+class DestinationSettings(BaseModel):
+    """Where SMTP credentials may point (POSTROOM_DESTINATIONS__<FIELD>)."""
+
+    allow: str | None = Field(
+        None,
+        description="comma-separated networks, addresses and host names an SMTP credential may "
+        'reach besides public addresses, e.g. "127.0.0.1/32,::1,smtp.internal"; unset: '
+        "loopback in development, nothing in production",
+    )
+
+    @model_validator(mode="after")
+    def _entries_are_networks_or_names(self) -> "DestinationSettings":
+        DestinationPolicy(self.entries() or ())
+        return self
+
+    def entries(self) -> list[str] | None:
+        if self.allow is None:
+            return None
+        return [e.strip() for e in self.allow.split(",") if e.strip()]
 
 
 class LimitSettings(BaseModel):
@@ -131,6 +181,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     files: FileSettings = FileSettings()
     providers: ProviderSettings = ProviderSettings()
+    destinations: DestinationSettings = DestinationSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> "Settings":
@@ -145,6 +196,12 @@ class Settings(BaseSettings):
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
         return load_or_create_secret(self.data_dir)
+
+    def destination_policy(self) -> DestinationPolicy:
+        allowed = self.destinations.entries()
+        if allowed is None:
+            allowed = [] if self.environment == "production" else list(DEVELOPMENT_DESTINATIONS)
+        return DestinationPolicy(allowed)
 
     @property
     def blob_dir(self) -> Path:

@@ -107,6 +107,7 @@ async def crash_setup(
             # would be a legitimate duplicate); short enough that the killed one's run out soon.
             "POSTROOM_DELIVERY__LEASE_SECONDS": "10",
             "POSTROOM_DELIVERY__POLL_SECONDS": "0.1",
+            "POSTROOM_DESTINATIONS__ALLOW": "127.0.0.1",
         }
         workers = Workers(env, tmp_path)
         try:

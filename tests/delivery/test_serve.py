@@ -33,6 +33,7 @@ class TestServe:
                 "POSTROOM_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
                 "POSTROOM_API_KEY": "serve-test-key",
                 "POSTROOM_DELIVERY__POLL_SECONDS": "0.1",
+                "POSTROOM_DESTINATIONS__ALLOW": "127.0.0.1",
             }
             log = (tmp_path / "serve.log").open("wb")
             process = subprocess.Popen(

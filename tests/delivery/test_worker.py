@@ -364,9 +364,10 @@ class TestInterruptedAttempts:
     async def test_timeout_after_data_is_an_unknown_outcome_and_is_retried(
         self, harness_factory: HarnessFactory
     ) -> None:
-        with smtp_server(hold_data_seconds=1.5) as smtp:
+        # Only the end-of-DATA deadline is short: every other step has the harness's 10 s.
+        with smtp_server(hold_data_seconds=3) as smtp:
             async with harness_factory(
-                smtp_url=_smtp_url(smtp.port), send_timeout_seconds=0.3
+                smtp_url=_smtp_url(smtp.port), smtp_data_end_timeout_seconds=0.5
             ) as h:
                 created = await make_message(h.client, status="outbox")
                 await h.deliver()

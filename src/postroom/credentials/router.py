@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from postroom.api.collections import PAGINATION_HEADERS, collection_query, set_pagination_headers
-from postroom.api.deps import ClockDep, OrganizationDep, SecretBoxDep, SessionDep
+from postroom.api.deps import ClockDep, OrganizationDep, SecretBoxDep, SessionDep, SettingsDep
 from postroom.api.problems import problem_responses
 from postroom.api.wire import resource_url
 from postroom.core.listing import ListQuery
@@ -19,6 +19,7 @@ from postroom.credentials.schemas import (
     CredentialCreate,
     CredentialPatch,
     CredentialRead,
+    SmtpCredentialCreate,
     read_model,
 )
 from postroom.errors import invalid_field
@@ -116,9 +117,12 @@ async def create_service_credential(
     organization_id: OrganizationDep,
     clock: ClockDep,
     box: SecretBoxDep,
+    settings: SettingsDep,
 ) -> CredentialRead:
     if body.type != type:
         raise invalid_field("type", f"must match the path: {type}")
+    if isinstance(body, SmtpCredentialCreate):
+        service.check_destination(body.host, settings.destination_policy())
     credential = await service.create_credential(session, organization_id, body, box, clock.now())
     read = _read(request, credential)
     response.headers["Location"] = read.links[0].href
@@ -153,6 +157,7 @@ async def update_service_credential(
     session: SessionDep,
     organization_id: OrganizationDep,
     clock: ClockDep,
+    settings: SettingsDep,
 ) -> CredentialRead:
     if body.type is not None and body.type != type:
         raise invalid_field("type", f"must match the path: {type}")
@@ -165,5 +170,6 @@ async def update_service_credential(
         status=CredentialStatus(body.status) if body.status is not None else None,
         set_rate="max_send_rate" in body.model_fields_set,
         max_send_rate=body.max_send_rate,
+        policy=settings.destination_policy(),
     )
     return _read(request, credential)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.crypto import SecretBox
+from postroom.core.destinations import DestinationPolicy
 from postroom.core.ids import new_id
 from postroom.core.listing import ListQuery
 from postroom.credentials import repository
@@ -80,6 +81,14 @@ def _split(data: CredentialCreate) -> tuple[dict[str, Any], dict[str, str]]:
             return {}, {}
 
 
+def check_destination(host: str, policy: DestinationPolicy) -> None:
+    """A 422 on `host` for an address the destination policy refuses, in any spelling; a name
+    is judged by what it resolves to when the worker connects."""
+    refusal = policy.refusal(host)
+    if refusal is not None:
+        raise invalid_field("host", refusal)
+
+
 async def create_credential(
     session: AsyncSession,
     organization_id: str,
@@ -132,9 +141,15 @@ async def update_credential(
     status: CredentialStatus | None = None,
     set_rate: bool = False,
     max_send_rate: float | None = None,
+    policy: DestinationPolicy | None = None,
 ) -> ServiceCredential:
-    """Changes the status and/or (with `set_rate`) the send rate; deactivated is final."""
+    """Changes the status and/or (with `set_rate`) the send rate; deactivated is final. An SMTP
+    credential left in use is checked against the destination `policy` again (it may have been
+    stored before the policy refused its host); switching one off is always allowed."""
     credential = await get_credential(session, organization_id, type_, credential_id)
+    stays_in_use = (status or credential.status) == CredentialStatus.ACTIVE
+    if policy is not None and credential.type == "smtp" and stays_in_use:
+        check_destination(credential.settings["host"], policy)
     changes: dict[str, Any] = {}
     if status is not None:
         changes["status"] = status

@@ -76,7 +76,9 @@ def _observe(results: list[service.Result], statuses: list[MessageStatus | None]
             MESSAGES_FAILED.labels(transport).inc()
 
 
-def smtp_limits(settings: Settings) -> SmtpLimits:
+def smtp_limits(settings: Settings, *, checked: bool = True) -> SmtpLimits:
+    """The deadlines of each step; `checked`: connect only where the destination policy
+    allows (a tenant's credential; the operator's own POSTROOM_SMTP_URL is not checked)."""
     delivery = settings.delivery
     context = None
     if delivery.smtp_ca_file is not None:
@@ -85,8 +87,13 @@ def smtp_limits(settings: Settings) -> SmtpLimits:
     return SmtpLimits(
         connections=delivery.connections_per_credential,
         connect_timeout=delivery.connect_timeout_seconds,
+        greeting_timeout=delivery.smtp_greeting_timeout_seconds,
+        handshake_timeout=delivery.smtp_handshake_timeout_seconds,
         timeout=delivery.send_timeout_seconds,
+        data_end_timeout=delivery.smtp_data_end_timeout_seconds,
+        message_timeout=delivery.message_timeout_seconds,
         tls_context=context,
+        destinations=settings.destination_policy() if checked else None,
     )
 
 
@@ -95,6 +102,7 @@ def http_limits(settings: Settings) -> HttpLimits:
     return HttpLimits(
         connect_timeout=delivery.connect_timeout_seconds,
         timeout=delivery.send_timeout_seconds,
+        message_timeout=delivery.message_timeout_seconds,
         connections=delivery.connections_per_credential,
     )
 
@@ -103,7 +111,7 @@ def default_transport(settings: Settings) -> Transport:
     """POSTROOM_SMTP_URL's server, or else .eml files in the data directory."""
     if settings.smtp_url is not None:
         config = SmtpConfig.from_url(settings.smtp_url.get_secret_value())
-        return SmtpTransport(config, smtp_limits(settings))
+        return SmtpTransport(config, smtp_limits(settings, checked=False))
     return EmlFileTransport(settings.data_dir / "outbox")
 
 

@@ -116,3 +116,19 @@ class TestPost:
                         headers={"X-Postmark-Server-Token": "token"},
                     )
         assert "may have been accepted" in cut.value.text
+
+    async def test_the_message_deadline_bounds_the_whole_request(self) -> None:
+        # Each read may take 10 s; the whole request only 0.5 s, against an answer after 3 s.
+        limits = HttpLimits(connect_timeout=10, timeout=10, message_timeout=0.5, connections=1)
+        with serving(PostmarkServer("token")) as postmark:
+            postmark.script(Answer(200, {"ErrorCode": 0}, delay=3))
+            async with new_client(postmark.url, limits) as client:
+                with pytest.raises(OutcomeUnknownError) as cut:
+                    await post(
+                        client,
+                        "/email",
+                        limits,
+                        json={"From": "a@example.com", "To": "b@example.com", "TextBody": "t"},
+                        headers={"X-Postmark-Server-Token": "token"},
+                    )
+        assert "message deadline (0.5 s)" in cut.value.text

@@ -28,6 +28,9 @@ from postroom.delivery.transports.base import (
 class HttpLimits:
     connect_timeout: float = 15
     timeout: float = 60
+    """Each read and write (httpx's read, write and pool timeouts)."""
+    message_timeout: float = 100
+    """The whole request, from waiting for a connection to the end of the answer."""
     connections: int = 4
     max_response_bytes: int = 16_384
 
@@ -71,7 +74,10 @@ async def post(
     """POSTs and reads at most `max_response_bytes` of the answer; a network failure becomes
     a TransientError if the request cannot have arrived, an OutcomeUnknownError if it may have."""
     try:
-        async with client.stream("POST", url, **request) as response:
+        async with (
+            asyncio.timeout(limits.message_timeout),
+            client.stream("POST", url, **request) as response,
+        ):
             body = bytearray()
             cut = False
             async for chunk in response.aiter_bytes():
@@ -87,6 +93,11 @@ async def post(
     except (httpx.WriteError, httpx.WriteTimeout) as error:
         # The request did not get out whole, so the service cannot have acted on it.
         raise TransientError(f"connection lost while sending the request: {_said(error)}") from None
+    except TimeoutError:
+        raise OutcomeUnknownError(
+            f"no answer within the message deadline ({limits.message_timeout:g} s); "
+            "the message may have been accepted"
+        ) from None
     except httpx.TimeoutException as error:
         raise OutcomeUnknownError(
             f"no answer in time after the request was sent ({type(error).__name__}); "

@@ -2,7 +2,9 @@
 bounded number at once, a timeout on every step, and each failure classified."""
 
 import asyncio
+import ipaddress
 import re
+import socket
 import ssl
 from dataclasses import dataclass, field
 from typing import Literal
@@ -10,6 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from postroom.core.destinations import DestinationPolicy, refused_text
 from postroom.delivery.mime import MimeStream, OutgoingMessage
 from postroom.delivery.transports.base import (
     OutcomeUnknownError,
@@ -57,10 +60,19 @@ class SmtpConfig:
 
 @dataclass(frozen=True)
 class SmtpLimits:
+    """Each step's own deadline (seconds), the whole message's, and where it may connect."""
+
     connections: int = 4
     connect_timeout: float = 15
+    greeting_timeout: float = 30
+    handshake_timeout: float = 30
     timeout: float = 60
+    """Each command (MAIL, RCPT, DATA, RSET) and each chunk of the message written."""
+    data_end_timeout: float = 60
+    message_timeout: float = 100
     tls_context: ssl.SSLContext | None = None
+    destinations: DestinationPolicy | None = None
+    """None: any address (the operator's own server, POSTROOM_SMTP_URL)."""
 
 
 _WAIT = re.compile(r"(\d+)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b", re.IGNORECASE)
@@ -73,6 +85,13 @@ def retry_after_hint(text: str) -> float | None:
     if match is None:
         return None
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)[0].lower()]
+
+
+def _not_smtp(where: str) -> TransientError:
+    # Transient: a mail server restarting, or a balancer with no backend, answers so for a
+    # while; max_attempts bounds the retries. What the peer sent is never repeated: the stored
+    # text must not show what else listens there.
+    return TransientError(f"not an SMTP server at {where}")
 
 
 def _refusal(code: int, text: str) -> TransientError | PermanentError:
@@ -100,42 +119,70 @@ class SmtpTransport:
 
     async def _send(self, message: OutgoingMessage, data: MimeStream) -> Receipt:
         async with self._slots:
-            reused = bool(self._idle)
-            client = self._idle.pop() if reused else await self._connect()
+            progress = _Progress()
+            deadline = self.limits.message_timeout
             try:
-                receipt = await self._transaction(client, message, data)
-            except _StaleConnection:
-                client.close()
-                if not reused:
-                    raise TransientError("the server closed the connection before MAIL") from None
-                # A pooled connection the server had closed while idle: nothing was sent on
-                # it, so one more try on a new connection is safe.
-                client = await self._connect()
-                try:
-                    receipt = await self._transaction(client, message, data)
-                except BaseException:
-                    client.close()
-                    raise
+                async with asyncio.timeout(deadline):
+                    return await self._send_on_connection(message, data, progress)
+            except TimeoutError:
+                if progress.data_sent:
+                    raise OutcomeUnknownError(
+                        f"no reply to the end of the message within the message deadline "
+                        f"({deadline:g} s); it may have been accepted"
+                    ) from None
+                raise TransientError(
+                    f"the message deadline ({deadline:g} s) passed before the message was sent"
+                ) from None
+
+    async def _send_on_connection(
+        self, message: OutgoingMessage, data: MimeStream, progress: "_Progress"
+    ) -> Receipt:
+        reused = bool(self._idle)
+        client = self._idle.pop() if reused else await self._connect()
+        try:
+            receipt = await self._transaction(client, message, data, progress)
+        except _StaleConnection:
+            client.close()
+            if not reused:
+                raise TransientError("the server closed the connection before MAIL") from None
+            # A pooled connection the server had closed while idle: nothing was sent on
+            # it, so one more try on a new connection is safe.
+            client = await self._connect()
+            try:
+                receipt = await self._transaction(client, message, data, progress)
             except BaseException:
                 client.close()
                 raise
-            self._idle.append(client)
-            return receipt
+        except BaseException:
+            client.close()
+            raise
+        self._idle.append(client)
+        return receipt
 
     async def _connect(self) -> aiosmtplib.SMTP:
         config, limits = self.config, self.limits
+        host = config.host[1:-1] if config.host.startswith("[") else config.host
+        where = f"{config.host}:{config.port}"
+        sock = await self._open_socket(host, where)
+        # Connected to the checked address; TLS still verifies the certificate against the
+        # host name (aiosmtplib's `hostname` is the server_hostname of both TLS modes).
         client = aiosmtplib.SMTP(
-            hostname=config.host,
-            port=config.port,
+            hostname=host,
+            sock=sock,
             use_tls=config.encryption == "ssl",
-            start_tls=config.encryption == "tls",
+            start_tls=False,
             tls_context=limits.tls_context,
             timeout=limits.timeout,
         )
         try:
-            await client.connect(timeout=limits.connect_timeout)
-            if config.auth != "none":
-                await self._login(client)
+            try:
+                await client.connect(timeout=limits.greeting_timeout)
+            except (aiosmtplib.SMTPException, OSError) as error:
+                cause = error if isinstance(error, ssl.SSLError) else error.__cause__
+                if isinstance(cause, ssl.SSLError):
+                    raise TransientError(f"TLS with {where} failed: {cause}") from None
+                raise _not_smtp(where) from None
+            await self._handshake(client)
         except aiosmtplib.SMTPAuthenticationError as error:
             client.close()
             raise PermanentError(
@@ -143,32 +190,91 @@ class SmtpTransport:
             ) from None
         except aiosmtplib.SMTPResponseException as error:
             client.close()
+            if not _is_smtp_reply(error.code):
+                raise _not_smtp(where) from None
             raise _refusal(error.code, error.message) from None
         except (aiosmtplib.SMTPException, OSError) as error:
             client.close()
-            raise TransientError(
-                f"cannot connect to {config.host}:{config.port}: {error}"
-            ) from None
+            raise TransientError(f"the SMTP session with {where} broke off: {error}") from None
+        except BaseException:
+            client.close()
+            sock.close()
+            raise
         return client
 
-    async def _login(self, client: aiosmtplib.SMTP) -> None:
-        username, password = self.config.username or "", self.config.password or ""
-        # STARTTLS resets the session; the explicit AUTH methods do not say EHLO again.
-        if client.is_ehlo_or_helo_needed:
-            await client.ehlo()
-        if self.config.auth == "plain":
-            await client.auth_plain(username, password)
-        elif self.config.auth == "login":
-            await client.auth_login(username, password)
-        else:
-            await client.auth_crammd5(username, password)
+    async def _open_socket(self, host: str, where: str) -> socket.socket:
+        """A socket connected to an address of `host` the destination policy allows (the
+        addresses actually connected to are the ones judged, whatever the name resolved to
+        when the credential was stored). A refusal is permanent: nothing is connected to."""
+        policy = self.limits.destinations
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.limits.connect_timeout):
+                found = await loop.getaddrinfo(
+                    host, self.config.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+                )
+                if policy is not None and not policy.allows_name(host):
+                    found = [
+                        entry
+                        for entry in found
+                        if policy.allows_address(ipaddress.ip_address(entry[4][0]))
+                    ]
+                    if not found:
+                        raise PermanentError(refused_text(self.config.host))
+                for family, type_, proto, _, address in found:
+                    sock = socket.socket(family, type_, proto)
+                    sock.setblocking(False)
+                    try:
+                        await loop.sock_connect(sock, address)
+                    except OSError:
+                        sock.close()
+                        continue
+                    except BaseException:
+                        sock.close()
+                        raise
+                    return sock
+        except (OSError, TimeoutError):
+            pass
+        # Refused, unreachable, silent or unknown name alike: the stored text tells no more.
+        raise TransientError(f"cannot connect to {where}")
+
+    async def _handshake(self, client: aiosmtplib.SMTP) -> None:
+        """EHLO, STARTTLS (then EHLO again: TLS resets the session) and AUTH, each step with
+        its own deadline, so a server that greets and then stalls is given up on early."""
+        config, timeout = self.config, self.limits.handshake_timeout
+        step = "EHLO"
+        try:
+            await _hello(client, timeout)
+            if config.encryption == "tls":
+                step = "STARTTLS"
+                await client.starttls(timeout=timeout)
+                step = "EHLO"
+                await _hello(client, timeout)
+            if config.auth == "none":
+                return
+            step = "AUTH"
+            username, password = config.username or "", config.password or ""
+            async with asyncio.timeout(timeout):
+                if config.auth == "plain":
+                    await client.auth_plain(username, password)
+                elif config.auth == "login":
+                    await client.auth_login(username, password)
+                else:
+                    await client.auth_crammd5(username, password)
+        except TimeoutError:
+            raise TransientError(
+                f"no answer to {step} from {config.host}:{config.port} within {timeout:g} s"
+            ) from None
 
     async def _transaction(
-        self, client: aiosmtplib.SMTP, message: OutgoingMessage, data: MimeStream
+        self,
+        client: aiosmtplib.SMTP,
+        message: OutgoingMessage,
+        data: MimeStream,
+        progress: "_Progress",
     ) -> Receipt:
         options = ["SMTPUTF8"] if message.needs_smtputf8 else []
         encoding = "utf-8" if options else "ascii"
-        data_sent = False
         try:
             try:
                 await client.mail(message.sender, options=options, encoding=encoding)
@@ -190,12 +296,18 @@ class SmtpTransport:
             end_mark = await _send_content(client, data, self.limits.timeout)
             # Only the final "." lets the server accept the message: until it is written, a
             # failure leaves nothing delivered.
-            data_sent = True
-            reply = await _end_content(client, end_mark, self.limits.timeout)
+            progress.data_sent = True
+            reply = await _end_content(client, end_mark, self.limits.data_end_timeout)
         except aiosmtplib.SMTPResponseException as error:
-            raise _refusal(error.code, error.message) from None
+            if _is_smtp_reply(error.code):
+                raise _refusal(error.code, error.message) from None
+            if progress.data_sent:
+                raise OutcomeUnknownError(
+                    "a reply to the end of the message that is not SMTP; it may have been accepted"
+                ) from None
+            raise _not_smtp(f"{self.config.host}:{self.config.port}") from None
         except (aiosmtplib.SMTPException, OSError) as error:
-            if data_sent:
+            if progress.data_sent:
                 raise OutcomeUnknownError(
                     f"connection lost waiting for the reply to DATA: {error}"
                 ) from None
@@ -216,6 +328,28 @@ class SmtpTransport:
 
 class _StaleConnection(Exception):
     pass
+
+
+@dataclass
+class _Progress:
+    """How far one message's send got: after the end of the data, a cut-off is unknown."""
+
+    data_sent: bool = False
+
+
+def _is_smtp_reply(code: int) -> bool:
+    """A refusal's code as an SMTP server sends it; aiosmtplib gives -1 for bytes that are not
+    an SMTP reply (and quotes them in the text)."""
+    return 400 <= code < 600
+
+
+async def _hello(client: aiosmtplib.SMTP, timeout: float) -> None:  # noqa: ASYNC109
+    try:
+        await client.ehlo(timeout=timeout)
+    except aiosmtplib.SMTPHeloError as error:
+        if not 500 <= error.code < 600:
+            raise
+        await client.helo(timeout=timeout)  # a server without ESMTP
 
 
 class DotStuffer:
