@@ -67,6 +67,23 @@ class TestCreate:
             ({"encryption": "starttls"}, "encryption"),
             ({"auth": {"type": "login", "username": "u"}}, "auth.login.password"),
             ({"auth": {"type": "kerberos"}}, "auth"),
+            # Control characters in a secret or username: a pasting accident at best.
+            (
+                {"auth": {"type": "plain", "username": "u", "password": "p\r\nQUIT"}},
+                "auth.plain.password",
+            ),
+            (
+                {"auth": {"type": "plain", "username": "u", "password": "p\x00"}},
+                "auth.plain.password",
+            ),
+            (
+                {"auth": {"type": "plain", "username": "u", "password": "p\tw"}},
+                "auth.plain.password",
+            ),
+            (
+                {"auth": {"type": "login", "username": "u\x1b", "password": "p"}},
+                "auth.login.username",
+            ),
         ],
     )
     async def test_invalid_field_is_422_naming_it(

@@ -239,12 +239,36 @@ class TestCreateValidation:
         response = await client.post("/email-messages", json=message_body(subject="s" * 999))
         assert invalid_fields(response) == ["subject"]
 
-    @pytest.mark.parametrize("subject", ["Hello\r\nBcc: victim@example.com", "a\rb", "a\nb"])
-    async def test_subject_with_a_line_break_is_422(
+    @pytest.mark.parametrize(
+        "subject",
+        [
+            "Hello\r\nBcc: victim@example.com",
+            "a\rb",
+            "a\nb",
+            "a\x1b[2Jb",
+            "a\x00b",
+            "a\x7fb",
+            "\x01",
+        ],
+    )
+    async def test_subject_with_a_line_break_or_control_character_is_422(
         self, client: httpx.AsyncClient, subject: str
     ) -> None:
         response = await client.post("/email-messages", json=message_body(subject=subject))
         assert invalid_fields(response) == ["subject"]
+
+    async def test_subject_may_hold_a_tab(self, client: httpx.AsyncClient) -> None:
+        response = await client.post("/email-messages", json=message_body(subject="a\tb"))
+        assert response.status_code == 201, response.text
+
+    async def test_metadata_key_with_a_control_character_is_422(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.post(
+            "/email-messages", json=message_body(metadata={"k\x1bey": "v"})
+        )
+        assert response.status_code == 422
+        assert response.json()["invalidFields"][0]["field"].startswith("metadata")
 
     async def test_empty_to_is_422(self, client: httpx.AsyncClient) -> None:
         response = await client.post("/email-messages", json=message_body(to=[]))

@@ -80,6 +80,8 @@ class TestCreate:
             ({"from": "a@example.com"}, "name"),
             ({"from": "a@example.com", "name": ""}, "name"),
             ({"from": "a@example.com", "name": "Evil\r\nBcc: x@example.com"}, "name"),
+            ({"from": "a@example.com", "name": "Red \x1b[31mAlert"}, "name"),
+            ({"from": "a@example.com", "name": "Nul\x00"}, "name"),
             ({"from": "a@example.com", "name": "x", "credentialId": "crd_nope"}, "credentialId"),
             ({"from": "a@example.com", "name": "x", "status": "approved"}, "status"),
         ],

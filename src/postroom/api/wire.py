@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 from fastapi import Request
 from pydantic import AfterValidator, BaseModel, PlainSerializer, WithJsonSchema
 
+from postroom.core.control_characters import header_text, secret_text
+
 
 def rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -28,6 +30,13 @@ def _storable(value: str) -> str:
 
 WireStr = Annotated[str, AfterValidator(_storable)]
 """A client-given string that any of our databases can store."""
+
+TextLine = Annotated[str, AfterValidator(header_text)]
+"""Client text that becomes part of a header line (a subject, a name): no control characters
+but tab."""
+
+SecretLine = Annotated[str, AfterValidator(secret_text)]
+"""A secret, username or file name: no control characters at all."""
 
 
 class SelfLink(BaseModel):

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from postroom.api.wire import SelfLink, WireTime
+from postroom.api.wire import SecretLine, SelfLink, WireTime
 from postroom.core.listing import ListField
 from postroom.credentials.models import CredentialStatus, ServiceCredential
 from postroom.messages.schemas import EmailAddress
@@ -14,7 +14,7 @@ from postroom.messages.schemas import EmailAddress
 _strict = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 
 Secret = Annotated[
-    str,
+    SecretLine,
     Field(
         min_length=1, max_length=1024, json_schema_extra={"format": "password", "writeOnly": True}
     ),
@@ -44,8 +44,10 @@ class SmtpAuthNone(BaseModel):
 class SmtpAuthWithPassword(BaseModel):
     model_config = _strict
     type: Literal["plain", "login", "cram-md5"]
-    username: str = Field(min_length=1, max_length=255)
-    password: str = Field(min_length=1, max_length=1024, json_schema_extra={"format": "password"})
+    username: SecretLine = Field(min_length=1, max_length=255)
+    password: SecretLine = Field(
+        min_length=1, max_length=1024, json_schema_extra={"format": "password"}
+    )
 
 
 SmtpAuth = Annotated[SmtpAuthNone | SmtpAuthWithPassword, Field(discriminator="type")]

@@ -4,18 +4,11 @@ from typing import Annotated, Any, Literal, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from postroom.api.wire import WireTime
+from postroom.api.wire import SecretLine, WireTime
 from postroom.core.listing import FieldKind, ListField
 from postroom.files.models import StoredFile
 
 SourceType = Literal["upload", "camera", "organization-export", "organization-closure-export"]
-
-
-def _no_control_characters(value: str) -> str:
-    # A name becomes a Content-Disposition and a MIME filename: no line break may reach a header.
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValueError("must not contain control characters or line breaks")
-    return value
 
 
 def _private_only(value: bool | None) -> bool | None:
@@ -24,9 +17,8 @@ def _private_only(value: bool | None) -> bool | None:
     return value
 
 
-FileName = Annotated[
-    str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_control_characters)
-]
+# A name becomes a Content-Disposition and a MIME filename.
+FileName = Annotated[SecretLine, StringConstraints(min_length=1, max_length=255)]
 Description = Annotated[str, StringConstraints(max_length=255)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 IsPublic = Annotated[bool | None, AfterValidator(_private_only)]

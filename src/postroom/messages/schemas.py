@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from postroom.api.wire import SelfLink, WireStr, WireTime
+from postroom.api.wire import SelfLink, TextLine, WireStr, WireTime
 from postroom.core.listing import FieldKind, ListField
 from postroom.messages.models import EmailMessage, MessageStatus
 
@@ -20,13 +20,6 @@ def _valid_address(value: str) -> str:
 EmailAddress = Annotated[str, StringConstraints(max_length=254), AfterValidator(_valid_address)]
 
 
-def _single_line(value: str) -> str:
-    # A line break in a header value is how headers get injected; refuse it at the door.
-    if "\r" in value or "\n" in value:
-        raise ValueError("must not contain line breaks")
-    return value
-
-
 # Request limits (README "Limits"): a transactional message is not a mailing list.
 MAX_RECIPIENTS = 50  # per field: to, cc, bcc
 MAX_METADATA_ENTRIES = 50
@@ -34,7 +27,7 @@ MAX_METADATA_KEY = 100
 MAX_METADATA_VALUE = 2000
 MAX_ATTACHMENTS = 20
 
-MetadataKey = Annotated[WireStr, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY)]
+MetadataKey = Annotated[TextLine, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY)]
 MetadataValue = Annotated[WireStr, StringConstraints(max_length=MAX_METADATA_VALUE)]
 
 
@@ -55,7 +48,7 @@ class EmailMessageCreate(BaseModel):
     to: list[EmailAddress] = Field(min_length=1, max_length=MAX_RECIPIENTS)
     cc: list[EmailAddress] | None = Field(None, max_length=MAX_RECIPIENTS)
     bcc: list[EmailAddress] | None = Field(None, max_length=MAX_RECIPIENTS)
-    subject: Annotated[WireStr, StringConstraints(max_length=998), AfterValidator(_single_line)]
+    subject: Annotated[TextLine, StringConstraints(max_length=998)]
     text: WireStr
     html: WireStr
     metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=MAX_METADATA_ENTRIES)

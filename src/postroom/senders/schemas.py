@@ -2,9 +2,9 @@
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from postroom.api.wire import SelfLink, WireTime
+from postroom.api.wire import SelfLink, TextLine, WireTime
 from postroom.core.listing import FieldKind, ListField
 from postroom.messages.schemas import EmailAddress
 from postroom.senders.models import EmailDeliverySetting, SenderStatus
@@ -12,16 +12,8 @@ from postroom.senders.models import EmailDeliverySetting, SenderStatus
 _strict = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 
 
-def _single_line(value: str) -> str:
-    # The name becomes part of the From header: a line break there would add a header.
-    if "\r" in value or "\n" in value:
-        raise ValueError("must not contain line breaks")
-    return value
-
-
-SenderName = Annotated[
-    str, StringConstraints(min_length=1, max_length=255), AfterValidator(_single_line)
-]
+# The name becomes part of the From header.
+SenderName = Annotated[TextLine, StringConstraints(min_length=1, max_length=255)]
 STATUS_DOC = (
     "`verified` once an administrator says so through this API (postroom sends no "
     "verification mail); a message can use only a verified default setting."
