@@ -24,6 +24,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.utils import formatdate
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -52,7 +53,9 @@ class Answer:
             content, media = self.body, "text/plain"
         else:
             content, media = json.dumps(self.body).encode(), "application/json"
-        return Response(content, status_code=self.status, headers=self.headers, media_type=media)
+        # One Date, the scripted one if any: a provider's rate-limit reset is read against it.
+        headers = {"Date": formatdate(usegmt=True), **self.headers}
+        return Response(content, status_code=self.status, headers=headers, media_type=media)
 
 
 @dataclass(frozen=True)
@@ -621,6 +624,6 @@ S = TypeVar("S", bound=EspServer)
 @contextmanager
 def serving(server: S) -> Iterator[S]:
     """Serves the look-alike until the block ends; its base URL is `server.url`."""
-    with serve_in_thread(server.app()) as url:
+    with serve_in_thread(server.app(), date_header=False) as url:
         server.url = url
         yield server

@@ -15,8 +15,10 @@ CLIENT_TLS = ssl.create_default_context()
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp) -> Iterator[str]:
-    """Serves `app` until the block ends; yields its base URL."""
+def serve_in_thread(app: ASGIApp, *, date_header: bool = True) -> Iterator[str]:
+    """Serves `app` until the block ends; yields its base URL. `date_header=False` leaves the
+    Date header to the app (uvicorn's own is refreshed once a second, and sent beside any the
+    app sets)."""
     # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
     # and without it every keep-alive response waits ~40 ms for a delayed ACK (Nagle).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -24,7 +26,14 @@ def serve_in_thread(app: ASGIApp) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", loop="asyncio")
+        uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            loop="asyncio",
+            date_header=date_header,
+        )
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
