@@ -17,6 +17,8 @@ from postroom.app import create_app
 from postroom.auth import service as auth
 from postroom.core.clock import ManualClock
 from postroom.core.crypto import SecretBox
+from postroom.credentials import service as credentials
+from postroom.credentials.schemas import SmtpCredentialCreate
 from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.delivery.transports.registry import TransportRegistry
 from postroom.delivery.worker import Worker, default_transport
@@ -74,6 +76,15 @@ class Harness:
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
+
+    async def smtp_credential(self, organization_id: str, port: int) -> str:
+        """The id of a new SMTP credential of the organization, for 127.0.0.1:`port`."""
+        data = SmtpCredentialCreate(type="smtp", host="127.0.0.1", port=port)
+        async with self.sessionmaker() as session, session.begin():
+            credential = await credentials.create_credential(
+                session, organization_id, data, self.worker.box, self.clock.now()
+            )
+            return credential.id
 
     async def attempts(self, message_id: str) -> list[dict[str, Any]]:
         response = await self.client.get(f"/email-messages/{message_id}/attempts")

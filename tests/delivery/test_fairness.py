@@ -13,9 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from postroom.auth.service import NewOrganization
-from postroom.credentials import service as credentials
-from postroom.credentials.schemas import SmtpCredentialCreate
 from postroom.delivery import repository, service
 from postroom.delivery.models import DeliveryAttempt
 from postroom.messages.models import EmailMessage, MessageStatus
@@ -28,15 +25,6 @@ from tests.servers.smtp import smtp_server, tarpit_server
 SHARE = 20  # in_flight_per_key
 # Far beyond anything the test waits for: the order of events is decided by fairness alone.
 SLOW = {"connect_timeout_seconds": 30, "send_timeout_seconds": 30, "lease_seconds": 120}
-
-
-async def _smtp_credential(h: Harness, organization: NewOrganization, port: int) -> str:
-    data = SmtpCredentialCreate(type="smtp", host="127.0.0.1", port=port)
-    async with h.sessionmaker() as session, session.begin():
-        credential = await credentials.create_credential(
-            session, organization.organization_id, data, h.worker.box, h.clock.now()
-        )
-        return credential.id
 
 
 async def _status(h: Harness, message_id: str) -> str:
@@ -83,7 +71,7 @@ class TestClaim:
     ) -> None:
         async with harness_factory(batch_size=10, in_flight_per_key=SHARE) as h:
             big, other = await make_org(h.sessionmaker, "big"), await make_org(h.sessionmaker)
-            credential = await _smtp_credential(h, big, 2525)
+            credential = await h.smtp_credential(big.organization_id, 2525)
             now = h.clock.now()
             early = now - timedelta(hours=1)
             through_credential = await queue_messages(
@@ -137,7 +125,7 @@ class TestSlowServer:
                 tarpitted = await make_org(h.sessionmaker, "tarpitted")
                 busy = await make_org(h.sessionmaker, "busy")
                 small = await make_org(h.sessionmaker, "small")
-                credential = await _smtp_credential(h, tarpitted, tarpit.port)
+                credential = await h.smtp_credential(tarpitted.organization_id, tarpit.port)
                 now = h.clock.now()
                 # The tarpit's messages are the oldest, then the big queue's; the small
                 # tenant's one message is the newest of all (on main, both batches in flight

@@ -12,9 +12,9 @@ import ssl
 import threading
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -452,3 +452,91 @@ def tarpit_server() -> Iterator[Tarpit]:
     finally:
         tarpit.close()
         thread.join(timeout=10)
+
+
+# A server that speaks SMTP with replies no well-behaved server sends.
+
+MIB_LINE = b"x" * (1 << 20)
+"""A reply line of 1 MiB (aiosmtplib reads at most 8 KiB of one)."""
+
+
+@dataclass
+class HostileSmtp:
+    """What a running `hostile_server()` saw."""
+
+    port: int
+    host: str = HOST
+    connections: int = 0
+    messages: list[bytes] = field(default_factory=list)
+    """The content of each DATA whose end it answered (whatever it answered), dot-stuffed."""
+
+
+_ANSWERS = {
+    b"EHLO": b"250 hostile.example.com\r\n",
+    b"HELO": b"250 hostile.example.com\r\n",
+    b"MAIL": b"250 2.1.0 OK\r\n",
+    b"RCPT": b"250 2.1.5 OK\r\n",
+    b"RSET": b"250 2.0.0 OK\r\n",
+    b"NOOP": b"250 2.0.0 OK\r\n",
+}
+
+
+@asynccontextmanager
+async def hostile_server(
+    *,
+    greeting: bytes = b"220 hostile.example.com ESMTP\r\n",
+    data_reply: bytes = b"250 2.0.0 OK queued\r\n",
+) -> AsyncIterator[HostileSmtp]:
+    """A minimal SMTP server (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT; no AUTH, no TLS) in the
+    running loop until the block ends, that greets with `greeting` and answers the end of each
+    message with `data_reply`: raw bytes, NUL, invalid UTF-8 or a 1 MiB line as the test likes."""
+    state = HostileSmtp(port=0)
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(greeting)
+        await writer.drain()
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"QUIT":
+                writer.write(b"221 2.0.0 Bye\r\n")
+                await writer.drain()
+                return
+            if verb != b"DATA":
+                writer.write(_ANSWERS.get(verb, b"502 5.5.2 Not implemented\r\n"))
+                await writer.drain()
+                continue
+            writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+            await writer.drain()
+            content = bytearray()
+            while (line := await reader.readline()) not in (b".\r\n", b""):
+                content += line
+            if not line:
+                return
+            state.messages.append(bytes(content))
+            writer.write(data_reply)
+            await writer.drain()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        state.connections += 1
+        try:
+            await converse(reader, writer)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            handlers.discard(task)
+
+    # The limit is the longest line read: a message's lines are at most 998 bytes.
+    server = await asyncio.start_server(handle, HOST, 0, limit=1 << 16)
+    state.port = server.sockets[0].getsockname()[1]
+    try:
+        yield state
+    finally:
+        server.close()
+        for task in list(handlers):
+            task.cancel()
+        await server.wait_closed()

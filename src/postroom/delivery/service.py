@@ -1,17 +1,20 @@
 """Delivery after `outbox`: claim due messages (opening an attempt for each, before any network
 call), then record what each send produced: sent, retry later, or failed."""
 
+import logging
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.clock import Clock
 from postroom.core.crypto import SecretBox
 from postroom.core.ids import new_id
+from postroom.core.text import storable
 from postroom.credentials import service as credentials
 from postroom.credentials.models import CredentialStatus
 from postroom.credentials.service import DeliveryCredential
@@ -32,6 +35,8 @@ from postroom.files.service import FileContent
 from postroom.messages import service as messages
 from postroom.messages.models import EmailMessage, MessageStatus
 from postroom.settings import DeliverySettings
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 10_000  # characters of a service's answer kept per attempt and on the message
 
@@ -72,10 +77,6 @@ class Result:
 class Claim:
     jobs: list[Job]
     settled: int  # claimed messages failed at once (held, out of attempts, unusable credential)
-
-
-def _bounded(text: str) -> str:
-    return text if len(text) <= MAX_BODY else text[: MAX_BODY - 1] + "…"
 
 
 def _attachments(
@@ -286,7 +287,7 @@ def _message_row(
         "b_token": token,
         "b_status": status,
         "b_code": code,
-        "b_body": _bounded(body),
+        "b_body": storable(body, MAX_BODY),
         "b_sent_at": sent_at,
         "b_next_attempt_at": next_attempt_at,
         "b_updated_at": now.replace(microsecond=0),
@@ -303,69 +304,120 @@ async def record(
     session: AsyncSession, results: list[Result], settings: DeliverySettings, rng: random.Random
 ) -> list[MessageStatus | None]:
     """Records each result; the status each message is left in (None: its pacing slot was
-    missed, so it went back to the queue untried)."""
-    attempt_rows: list[dict[str, Any]] = []
-    message_rows: list[dict[str, Any]] = []
-    missed: list[Result] = []
-    statuses: list[MessageStatus | None] = []
-    for result in results:
-        job, outcome, now = result.job, result.outcome, result.finished_at
-        if isinstance(outcome, SlotMissed):
-            missed.append(result)
-            statuses.append(None)
-            continue
-        code: int | None
-        if isinstance(outcome, Receipt):
-            attempt_outcome, code, body = Outcome.SENT, outcome.code, outcome.text
-            row = _message_row(
-                job.message.id, job.lease_token, now, MessageStatus.SENT, code, body,
-                sent_at=now.replace(microsecond=0),
-            )  # fmt: skip
-        else:
-            attempt_outcome, code, body = _outcome_of(outcome), outcome.code, outcome.text
-            decision = decide(outcome, job.attempt_number, settings, rng)
-            if isinstance(decision, GiveUp):
-                summary = (
-                    body
-                    if decision.reason == "permanent failure"
-                    else f"{body} ({decision.reason})"
-                )
-                row = _message_row(
-                    job.message.id, job.lease_token, now, MessageStatus.FAILED, code, summary
-                )
-            else:
-                row = _message_row(
-                    job.message.id, job.lease_token, now, MessageStatus.OUTBOX, code, body,
-                    next_attempt_at=now + timedelta(seconds=decision.delay_seconds),
-                )  # fmt: skip
-        message_rows.append(row)
-        statuses.append(MessageStatus(row["b_status"]))
-        attempt_rows.append(
-            {
-                "b_id": job.attempt_id,
-                "b_outcome": attempt_outcome,
-                "b_finished_at": now,
-                "b_duration_ms": result.duration_ms,
-                "b_code": code,
-                "b_body": _bounded(body),
-            }
+    missed, so it went back to the queue untried; or its outcome could not be recorded, so its
+    lease will run out).
+
+    Whatever a server answered is made storable first (core/text.py). The results are written
+    together; should the database still refuse a row, each is written again on its own, under
+    a SAVEPOINT, so that one bad row never undoes or blocks the others of its batch."""
+    writes = [_write_of(result, settings, rng) for result in results]
+    try:
+        async with session.begin_nested():
+            await _apply(session, writes)
+    except Exception as error:
+        _reraise_if_connection_lost(error)
+        log.warning(
+            "delivery outcomes refused together; recording them one by one",
+            extra={"error": _error_name(error), "count": len(writes)},
         )
-    await repository.close_attempts(session, attempt_rows)
-    await repository.record_messages(session, message_rows)
-    # Nothing went out: the attempt never was, and the message is due again at once.
-    await repository.delete_attempts(session, [r.job.attempt_id for r in missed])
-    await repository.release_messages(
-        session,
-        [
-            {
-                "b_id": r.job.message.id,
-                "b_token": r.job.lease_token,
-                "b_next_attempt_at": r.finished_at,
-            }
-            for r in missed
-        ],
-    )
+    else:
+        return [write.status for write in writes]
+    statuses: list[MessageStatus | None] = []
+    for write in writes:
+        try:
+            async with session.begin_nested():
+                await _apply(session, [write])
+        except Exception as error:
+            _reraise_if_connection_lost(error)
+            job = write.result.job
+            # Not log.exception: the traceback would show the statement's values.
+            log.error(
+                "delivery outcome not recorded; its lease will run out",
+                extra={
+                    "message_id": job.message.id,
+                    "organization_id": job.organization_id,
+                    "attempt_id": job.attempt_id,
+                    "error": _error_name(error),
+                },
+            )
+            statuses.append(None)
+        else:
+            statuses.append(write.status)
     return statuses
+
+
+@dataclass(frozen=True)
+class _Write:
+    """The rows one result is recorded with."""
+
+    result: Result
+    status: MessageStatus | None
+    attempt: dict[str, Any] | None = None
+    message: dict[str, Any] | None = None
+    release: dict[str, Any] | None = None
+    """A missed slot: the attempt is deleted and the message goes back to the queue."""
+
+
+def _write_of(result: Result, settings: DeliverySettings, rng: random.Random) -> _Write:
+    job, outcome, now = result.job, result.outcome, result.finished_at
+    if isinstance(outcome, SlotMissed):
+        # Nothing went out: the attempt never was, and the message is due again at once.
+        release = {"b_id": job.message.id, "b_token": job.lease_token, "b_next_attempt_at": now}
+        return _Write(result, None, release=release)
+    code: int | None
+    body = storable(outcome.text, MAX_BODY)
+    if isinstance(outcome, Receipt):
+        attempt_outcome, code = Outcome.SENT, outcome.code
+        row = _message_row(
+            job.message.id, job.lease_token, now, MessageStatus.SENT, code, body,
+            sent_at=now.replace(microsecond=0),
+        )  # fmt: skip
+    else:
+        attempt_outcome, code = _outcome_of(outcome), outcome.code
+        decision = decide(outcome, job.attempt_number, settings, rng)
+        if isinstance(decision, GiveUp):
+            summary = (
+                body if decision.reason == "permanent failure" else f"{body} ({decision.reason})"
+            )
+            row = _message_row(
+                job.message.id, job.lease_token, now, MessageStatus.FAILED, code, summary
+            )
+        else:
+            row = _message_row(
+                job.message.id, job.lease_token, now, MessageStatus.OUTBOX, code, body,
+                next_attempt_at=now + timedelta(seconds=decision.delay_seconds),
+            )  # fmt: skip
+    attempt = {
+        "b_id": job.attempt_id,
+        "b_outcome": attempt_outcome,
+        "b_finished_at": now,
+        "b_duration_ms": result.duration_ms,
+        "b_code": code,
+        "b_body": body,
+    }
+    return _Write(result, MessageStatus(row["b_status"]), attempt=attempt, message=row)
+
+
+async def _apply(session: AsyncSession, writes: list[_Write]) -> None:
+    await repository.close_attempts(session, [w.attempt for w in writes if w.attempt])
+    await repository.record_messages(session, [w.message for w in writes if w.message])
+    missed = [w for w in writes if w.release]
+    await repository.delete_attempts(session, [w.result.job.attempt_id for w in missed])
+    await repository.release_messages(session, [w.release for w in missed if w.release])
+
+
+def _reraise_if_connection_lost(error: Exception) -> None:
+    """A lost connection refuses every row alike: the whole batch's leases will run out."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        raise error
+
+
+def _error_name(error: Exception) -> str:
+    """What kind of error, without the statement's values (a server's text, ids)."""
+    cause = error.orig if isinstance(error, DBAPIError) else None
+    code = getattr(cause, "sqlstate", None)
+    name = type(cause or error).__name__
+    return f"{name} ({code})" if code else name
 
 
 async def queue_stats(session: AsyncSession, now: datetime) -> tuple[int, float]:
