@@ -179,6 +179,7 @@ async def main(mib: int) -> None:
         **os.environ,
         "POSTROOM_DATA_DIR": str(work / "data"),
         "POSTROOM_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "POSTROOM_SENDERS__ALLOWED_DOMAINS": "example.com",
         "POSTROOM_FILES__MAX_FILE_BYTES": str(size + MIB),
         "POSTROOM_FILES__MAX_MESSAGE_BYTES": str(size + MIB),
         "POSTROOM_DELIVERY__POLL_SECONDS": "0.1",

@@ -87,6 +87,8 @@ def postroom_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, s
         "POSTROOM_LIMITS__RATE_LIMIT_READ": "1000000000/minute",
         # The benchmark's mail servers listen on loopback.
         "POSTROOM_DESTINATIONS__ALLOW": "127.0.0.1",
+        # Its senders are example.com's, sent through the server-wide transport.
+        "POSTROOM_SENDERS__ALLOWED_DOMAINS": "example.com",
     }
     env.update(extra)
     return env

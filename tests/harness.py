@@ -26,6 +26,7 @@ from postroom.settings import (
     DeliverySettings,
     DestinationSettings,
     ProviderSettings,
+    SenderSettings,
     Settings,
 )
 from tests.conftest import make_settings
@@ -105,6 +106,7 @@ def harness_factory(databases: DatabaseFactory, tmp_path: Path) -> HarnessFactor
         ca_file: Path | None = None,
         providers: dict[str, str] | None = None,
         destinations: str = "127.0.0.1",
+        senders: dict[str, Any] | None = None,
         **delivery: Any,
     ) -> AsyncIterator[Harness]:
         url = await databases.clone()
@@ -116,6 +118,8 @@ def harness_factory(databases: DatabaseFactory, tmp_path: Path) -> HarnessFactor
             delivery=DeliverySettings(**{**TEST_DELIVERY, "smtp_ca_file": ca_file, **delivery}),
             providers=ProviderSettings(**(providers or {})),
             destinations=DestinationSettings(allow=destinations),
+            # The suite's senders are example.com's: the server-wide transport takes them.
+            senders=SenderSettings(**{"allowed_domains": "example.com", **(senders or {})}),
         )
         clock = ManualClock()
         engine = create_engine(url, pool_size=2)

@@ -176,7 +176,7 @@ class TestServe:
         assert "Created organization" not in again.output()
 
 
-class TestOrganizationsAndKeys:
+class TestOperatorCommands:
     @pytest.fixture
     def cli_env(self, database_url: str, tmp_path: Path) -> dict[str, str]:
         # The database the shared `api_url` server uses, so its keys can be tried there.
@@ -222,3 +222,24 @@ class TestOrganizationsAndKeys:
         assert "org_01JD0000000000000000000000" in err
         assert "api key" not in out
         assert "Traceback" not in err
+
+    async def test_senders_list_and_verify_on_the_operators_word(
+        self, cli_env: dict[str, str], client: httpx.AsyncClient
+    ) -> None:
+        created = await client.post(
+            "/email-delivery-settings", json={"from": "cli@example.com", "name": "CLI"}
+        )
+        setting_id = created.json()["id"]
+        code, out, err = await run_command(cli_env, "senders", "list", "--pending")
+        assert code == 0, err
+        [line] = [line for line in out.splitlines() if line.startswith(setting_id)]
+        assert line.split("\t")[2:] == ["pending", "cli@example.com"]
+        code, out, err = await run_command(cli_env, "senders", "verify", setting_id)
+        assert code == 0, err
+        assert f"{setting_id} (cli@example.com) is verified" in out
+        setting = (await client.get(f"/email-delivery-settings/{setting_id}")).json()
+        assert setting["status"] == "verified"
+        code, out, err = await run_command(cli_env, "senders", "list", "--pending")
+        assert setting_id not in out
+        code, out, err = await run_command(cli_env, "senders", "verify", "mail_dst_nope")
+        assert code == 1 and "error: email delivery setting mail_dst_nope not found" in err

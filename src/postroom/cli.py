@@ -18,6 +18,7 @@ from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.db.migrate import upgrade
 from postroom.delivery.worker import run_worker
 from postroom.errors import PostroomError
+from postroom.senders import service as senders_service
 from postroom.settings import Settings
 
 T = TypeVar("T")
@@ -29,6 +30,8 @@ organizations = typer.Typer(help="Organizations.", no_args_is_help=True)
 keys = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(organizations, name="organizations")
 app.add_typer(keys, name="keys")
+senders = typer.Typer(help="Email delivery settings (sender addresses).", no_args_is_help=True)
+app.add_typer(senders, name="senders")
 
 
 def _settings() -> Settings:
@@ -155,6 +158,33 @@ def create_key(
         settings, lambda s: auth.create_api_key(s, organization_id, SystemClock().now(), name=name)
     )
     typer.echo(f"api key (shown only now): {key}")
+
+
+@senders.command("list")
+def list_senders(
+    pending: Annotated[bool, typer.Option(help="Only the settings not verified yet.")] = False,
+) -> None:
+    """Every organization's email delivery settings: id, organization, status, address."""
+    settings = _settings()
+    found = _in_transaction(
+        settings, lambda s: senders_service.list_for_operator(s, pending_only=pending)
+    )
+    for setting in found:
+        typer.echo(
+            f"{setting.id}\t{setting.organization_id}\t{setting.status}\t{setting.from_address}"
+        )
+
+
+@senders.command("verify")
+def verify_sender(
+    setting_id: Annotated[str, typer.Argument(help="Email delivery setting id (mail_dst_…).")],
+) -> None:
+    """Verify a setting on the operator's word, without the mailed link."""
+    settings = _settings()
+    setting = _in_transaction(
+        settings, lambda s: senders_service.verify_as_operator(s, setting_id, SystemClock().now())
+    )
+    typer.echo(f"{setting.id} ({setting.from_address}) is verified")
 
 
 def main() -> None:

@@ -106,6 +106,37 @@ class DestinationSettings(BaseModel):
         return [e.strip() for e in self.allow.split(",") if e.strip()]
 
 
+class SenderSettings(BaseModel):
+    """Who may send through the server-wide transport, and the mail that verifies a sender
+    (POSTROOM_SENDERS__<FIELD>)."""
+
+    allowed_domains: str | None = Field(
+        None,
+        description="comma-separated domains (each with its subdomains) a message may be From "
+        "through the server-wide transport without a verified email delivery setting; `*` "
+        "allows any; unset: any while the server-wide transport writes .eml files (nothing "
+        "leaves the machine), none once POSTROOM_SMTP_URL is set",
+    )
+    verification_from: str = Field(
+        "postroom@localhost",
+        description="From address of the mail that carries a sender's verification token; it "
+        "goes out through the server-wide transport",
+    )
+    verification_token_hours: float = Field(
+        48, gt=0, description="how long a verification token stays valid"
+    )
+    public_url: str | None = Field(
+        None,
+        description="the API's address as clients reach it, for the link in the verification "
+        "mail; default: the address the request that started the verification came to",
+    )
+
+    def domains(self) -> list[str] | None:
+        if self.allowed_domains is None:
+            return None
+        return [d.strip().lower().rstrip(".") for d in self.allowed_domains.split(",") if d.strip()]
+
+
 class LimitSettings(BaseModel):
     """Request limits (POSTROOM_LIMITS__<FIELD>)."""
 
@@ -182,6 +213,7 @@ class Settings(BaseSettings):
     files: FileSettings = FileSettings()
     providers: ProviderSettings = ProviderSettings()
     destinations: DestinationSettings = DestinationSettings()
+    senders: SenderSettings = SenderSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> "Settings":
@@ -202,6 +234,13 @@ class Settings(BaseSettings):
         if allowed is None:
             allowed = [] if self.environment == "production" else list(DEVELOPMENT_DESTINATIONS)
         return DestinationPolicy(allowed)
+
+    def server_transport_domains(self) -> tuple[str, ...]:
+        """The sender domains the server-wide transport takes without a verified setting."""
+        domains = self.senders.domains()
+        if domains is None:
+            domains = ["*"] if self.smtp_url is None else []
+        return tuple(domains)
 
     @property
     def blob_dir(self) -> Path:

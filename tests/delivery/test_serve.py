@@ -34,6 +34,7 @@ class TestServe:
                 "POSTROOM_API_KEY": "serve-test-key",
                 "POSTROOM_DELIVERY__POLL_SECONDS": "0.1",
                 "POSTROOM_DESTINATIONS__ALLOW": "127.0.0.1",
+                "POSTROOM_SENDERS__ALLOWED_DOMAINS": "example.com",
             }
             log = (tmp_path / "serve.log").open("wb")
             process = subprocess.Popen(

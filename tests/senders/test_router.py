@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from postroom.auth import service as auth
 from postroom.core.clock import SystemClock
+from postroom.senders import service as senders
 from tests.factories import make_message, message_body
 from tests.harness import HarnessFactory
 from tests.servers.esp import PostmarkServer, serving
@@ -19,10 +20,17 @@ TOKEN = "postmark-token"
 
 
 async def create_setting(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    """A new setting; verified on the operator's word when `verify=` gives the database."""
+    verify: async_sessionmaker[AsyncSession] | None = overrides.pop("verify", None)
     body = {"from": "billing@example.com", "name": "Acme Billing", **overrides}
     response = await client.post("/email-delivery-settings", json=body)
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
+    if verify is not None:
+        async with verify() as session, session.begin():
+            await senders.verify_as_operator(session, created["id"], SystemClock().now())
+        created = (await client.get(f"/email-delivery-settings/{created['id']}")).json()
+        assert created["status"] == "verified"
     return created
 
 
@@ -141,17 +149,39 @@ class TestDefault:
 
 
 class TestUpdate:
-    async def test_an_admin_verifies_a_setting_and_a_new_address_is_pending_again(
-        self, client: httpx.AsyncClient
+    async def test_status_is_read_only_and_a_new_address_is_pending_again(
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
         created = await create_setting(client)
         url = f"/email-delivery-settings/{created['id']}"
-        verified = await client.patch(url, json={"status": "verified"})
-        assert verified.json()["status"] == "verified"
-        renamed = await client.patch(url, json={"name": "Acme Invoices"})
+        refused = await client.patch(url, json={"status": "verified"})
+        assert refused.status_code == 422
+        assert refused.json()["invalidFields"][0]["field"] == "status"
+        assert (await client.get(url)).json()["status"] == "pending"
+        # Sending back what was read is not a change.
+        assert (await client.patch(url, json={"status": "pending"})).status_code == 200
+        await create_setting(client, verify=sessionmaker, **{"from": "ops@example.com"})
+        verified = (await client.get("/email-delivery-settings", params={"q": "ops@"})).json()[0]
+        renamed = await client.patch(
+            f"/email-delivery-settings/{verified['id']}", json={"name": "Acme Invoices"}
+        )
         assert (renamed.json()["name"], renamed.json()["status"]) == ("Acme Invoices", "verified")
-        moved = await client.patch(url, json={"from": "invoices@example.com"})
+        moved = await client.patch(
+            f"/email-delivery-settings/{verified['id']}", json={"from": "invoices@example.com"}
+        )
         assert (moved.json()["from"], moved.json()["status"]) == ("invoices@example.com", "pending")
+        unverify = await client.patch(url, json={"status": "pending", "name": "x"})
+        assert unverify.status_code == 200
+
+    async def test_a_new_setting_cannot_be_created_verified(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.post(
+            "/email-delivery-settings",
+            json={"from": "a@example.com", "name": "x", "status": "verified"},
+        )
+        assert response.status_code == 422
+        assert response.json()["invalidFields"][0]["field"] == "status"
 
     async def test_the_credential_can_be_set_and_cleared(self, client: httpx.AsyncClient) -> None:
         created = await create_setting(client)
@@ -165,10 +195,12 @@ class TestUpdate:
 
 
 class TestListing:
-    async def test_filter_by_status_and_search_by_name(self, client: httpx.AsyncClient) -> None:
+    async def test_filter_by_status_and_search_by_name(
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
         pending = await create_setting(client)
         verified = await create_setting(
-            client, **{"from": "support@example.com", "name": "Help Desk", "status": "verified"}
+            client, verify=sessionmaker, **{"from": "support@example.com", "name": "Help Desk"}
         )
         by_status = await client.get(
             "/email-delivery-settings", params={"filter": "status:verified"}
@@ -198,14 +230,16 @@ class TestScope:
 
 
 class TestMessagesUseTheDefault:
-    async def test_without_a_default_any_from_is_accepted(self, client: httpx.AsyncClient) -> None:
-        await create_setting(client, status="verified")  # not the default
+    async def test_without_a_default_any_from_is_accepted(
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        await create_setting(client, verify=sessionmaker)  # not the default
         await make_message(client, **{"from": "anyone@example.com"})
 
     async def test_a_from_other_than_the_defaults_is_422_naming_from(
-        self, client: httpx.AsyncClient
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
-        await create_setting(client, status="verified", isDefault=True)
+        await create_setting(client, verify=sessionmaker, isDefault=True)
         response = await client.post(
             "/email-messages", json=message_body(**{"from": "someone@example.com"})
         )
@@ -215,9 +249,9 @@ class TestMessagesUseTheDefault:
         assert "billing@example.com" in problem["message"]
 
     async def test_the_defaults_address_in_any_case_is_accepted(
-        self, client: httpx.AsyncClient
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
-        await create_setting(client, status="verified", isDefault=True)
+        await create_setting(client, verify=sessionmaker, isDefault=True)
         await make_message(client, **{"from": "BILLING@example.com"})
 
     async def test_an_unverified_default_is_422_naming_from(
@@ -231,17 +265,17 @@ class TestMessagesUseTheDefault:
         assert "not verified" in response.json()["invalidFields"][0]["message"]
 
     async def test_a_message_naming_a_credential_is_not_held_to_the_default(
-        self, client: httpx.AsyncClient
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
-        await create_setting(client, status="verified", isDefault=True)
+        await create_setting(client, verify=sessionmaker, isDefault=True)
         credential_id = await simulator(client)
         await make_message(client, **{"from": "other@example.com"}, credentialHash=credential_id)
 
     async def test_a_draft_is_checked_again_when_it_is_sent(
-        self, client: httpx.AsyncClient
+        self, client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:
         draft = await make_message(client, **{"from": "someone@example.com"})
-        await create_setting(client, status="verified", isDefault=True)
+        await create_setting(client, verify=sessionmaker, isDefault=True)
         response = await client.patch(f"/email-messages/{draft['id']}", json={"status": "outbox"})
         assert response.status_code == 422
         assert response.json()["invalidFields"][0]["field"] == "from"
@@ -263,7 +297,7 @@ class TestDelivery:
                 await h.client.post("/service-credentials/postmark", json={"serverApiToken": TOKEN})
             ).json()
             await create_setting(
-                h.client, credentialId=credential["id"], status="verified", isDefault=True
+                h.client, credentialId=credential["id"], verify=h.sessionmaker, isDefault=True
             )
             created = await make_message(
                 h.client, status="outbox", **{"from": "billing@example.com"}
@@ -284,7 +318,7 @@ class TestDelivery:
         self, harness_factory: HarnessFactory
     ) -> None:
         async with harness_factory() as h:
-            await create_setting(h.client, status="verified", isDefault=True, name="Acme, Inc.")
+            await create_setting(h.client, verify=h.sessionmaker, isDefault=True, name="Acme, Inc.")
             created = await make_message(
                 h.client, status="outbox", **{"from": "billing@example.com"}
             )
@@ -302,14 +336,14 @@ class TestDelivery:
                 await h.client.post("/service-credentials/postmark", json={"serverApiToken": TOKEN})
             ).json()
             first = await create_setting(
-                h.client, credentialId=credential["id"], status="verified", isDefault=True
+                h.client, credentialId=credential["id"], verify=h.sessionmaker, isDefault=True
             )
             created = await make_message(
                 h.client, status="outbox", **{"from": "billing@example.com"}
             )
             # The default moves before the worker runs: the queued message is not re-routed.
             await create_setting(
-                h.client, **{"from": "support@example.com"}, status="verified", isDefault=True
+                h.client, **{"from": "support@example.com"}, verify=h.sessionmaker, isDefault=True
             )
             assert (await h.client.get(f"/email-delivery-settings/{first['id']}")).json()[
                 "isDefault"
@@ -325,7 +359,7 @@ class TestDelivery:
         async with harness_factory() as h:
             credential_id = await simulator(h.client)
             await create_setting(
-                h.client, credentialId=credential_id, status="verified", isDefault=True
+                h.client, credentialId=credential_id, verify=h.sessionmaker, isDefault=True
             )
             created = await make_message(
                 h.client, status="outbox", **{"from": "billing@example.com"}

@@ -10,6 +10,7 @@ from postroom.delivery.router import router as delivery
 from postroom.files.router import router as files
 from postroom.messages.router import router as messages
 from postroom.senders.router import router as senders
+from postroom.senders.router import verifications
 
 # Every resource route may answer 400 (refuse_nul) and 422 (request validation); declared here so
 # that FastAPI does not document its own 422 shape, which is not what api/problems.py sends.
@@ -25,6 +26,7 @@ def include_routes(app: FastAPI) -> None:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(resources)
+    app.include_router(verifications, dependencies=[Depends(refuse_nul)])
     # Rebilly's server URL carries the organization; its SDK puts it in every path. The same
     # operations answer there (api/deps.py checks the id), documented once via `servers`.
     app.include_router(resources, prefix="/organizations/{organizationId}", include_in_schema=False)

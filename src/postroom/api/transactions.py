@@ -47,7 +47,10 @@ class TransactionMiddleware:
                         await _store_answer(fastapi_app, session, claimed, status, body, headers)
                     await session.commit()
                 except Exception:
-                    log.exception("commit failed", extra={"path": scope.get("path")})
+                    log.exception(
+                        "commit failed",
+                        extra={"route": getattr(scope.get("route"), "path", "unmatched")},
+                    )
                     await session.rollback()
                     return False
                 return True

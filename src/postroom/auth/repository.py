@@ -6,8 +6,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from postroom.auth.models import ApiKey, Organization
 
 
-async def organization_count(session: AsyncSession) -> int:
-    return (await session.execute(select(func.count()).select_from(Organization))).scalar_one()
+async def organization_count(session: AsyncSession, *, leaving_out: str) -> int:
+    statement = select(func.count()).select_from(Organization).where(Organization.id != leaving_out)
+    return (await session.execute(statement)).scalar_one()
 
 
 async def organization_exists(session: AsyncSession, organization_id: str) -> bool:

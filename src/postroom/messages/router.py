@@ -76,6 +76,7 @@ async def create_email_message(
         body,
         clock.now(),
         max_attachment_bytes=settings.files.max_message_bytes,
+        allowed_domains=settings.server_transport_domains(),
     )
     read = _read(request, message)
     response.headers["Location"] = read.links[0].href
@@ -116,6 +117,7 @@ async def send_email_message(
         id,
         clock.now(),
         max_attachment_bytes=settings.files.max_message_bytes,
+        allowed_domains=settings.server_transport_domains(),
     )
     return _read(request, message)
 

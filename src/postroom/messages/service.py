@@ -32,14 +32,19 @@ async def create_message(
     now: datetime,
     *,
     max_attachment_bytes: int,
+    allowed_domains: tuple[str, ...],
 ) -> EmailMessage:
-    """Stores a message; in `outbox` it is queued in this same transaction (the outbox pattern)."""
+    """Stores a message; in `outbox` it is queued in this same transaction (the outbox pattern).
+    `allowed_domains`: the From domains the server-wide transport takes without a verified
+    email delivery setting."""
     now = now.replace(microsecond=0)
     sender = None
     if data.credential_hash is not None:
         await credentials.check_usable(session, organization_id, data.credential_hash)
     else:
-        sender = await senders.sender_for(session, organization_id, data.from_)
+        sender = await senders.sender_for(
+            session, organization_id, data.from_, allowed_domains=allowed_domains
+        )
     attachments = [a.model_dump(by_alias=True) for a in data.attachments or []]
     file_ids = await _check_attachments(session, organization_id, attachments, max_attachment_bytes)
     cc, bcc = data.cc or [], data.bcc or []
@@ -72,6 +77,45 @@ async def create_message(
     return message
 
 
+async def queue_notice(
+    session: AsyncSession,
+    organization_id: str,
+    *,
+    sender: str,
+    to: str,
+    subject: str,
+    text: str,
+    html: str,
+    now: datetime,
+) -> EmailMessage:
+    """A message of postroom's own (a verification mail) into outbox, through the server-wide
+    transport, in the caller's transaction; none of a tenant's rules apply to it."""
+    now = now.replace(microsecond=0)
+    message = EmailMessage(
+        id=new_id(ID_PREFIX),
+        organization_id=organization_id,
+        status=MessageStatus.OUTBOX,
+        from_address=sender,
+        to_addresses=[to],
+        cc_addresses=[],
+        bcc_addresses=[],
+        subject=subject,
+        text=text,
+        html=html,
+        metadata_=None,
+        attachments=[],
+        initiated_at=now,
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+        search_text=f"{subject} {sender} {to}".lower(),
+    )
+    session.add(message)
+    await session.flush()
+    MESSAGES_CREATED.labels(MessageStatus.OUTBOX).inc()
+    return message
+
+
 async def get_message(session: AsyncSession, organization_id: str, message_id: str) -> EmailMessage:
     message = await repository.get(session, organization_id, message_id)
     if message is None:
@@ -92,6 +136,7 @@ async def send_draft(
     now: datetime,
     *,
     max_attachment_bytes: int,
+    allowed_domains: tuple[str, ...],
 ) -> EmailMessage:
     """draft -> outbox. Anything else is a conflict: a message is sent once. Its attachments
     are checked again (a file may have been deleted since the draft was written), and a draft
@@ -102,7 +147,9 @@ async def send_draft(
     if draft.status == MessageStatus.DRAFT:
         await _check_attachments(session, organization_id, draft.attachments, max_attachment_bytes)
         if draft.credential_hash is None:
-            sender = await senders.sender_for(session, organization_id, draft.from_address)
+            sender = await senders.sender_for(
+                session, organization_id, draft.from_address, allowed_domains=allowed_domains
+            )
     message = await repository.move_draft_to_outbox(
         session, organization_id, message_id, now.replace(microsecond=0)
     )

@@ -28,11 +28,19 @@ class EmailDeliverySetting(Base):
         ForeignKey("service_credentials.id", ondelete="SET NULL")
     )
     is_default: Mapped[bool]
+    # sha256 of the token mailed to from_address; the token itself is never stored.
+    verification_token_hash: Mapped[str | None] = mapped_column(String(64))
+    verification_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
     __table_args__ = (
         Index("ix_email_delivery_settings_org_created", "organization_id", "created_at", "id"),
+        Index(
+            "uq_email_delivery_settings_verification_token",
+            "verification_token_hash",
+            unique=True,
+        ),
         Index(
             "uq_email_delivery_settings_org_default",
             "organization_id",

@@ -1,4 +1,5 @@
-"""SQL for email delivery settings, scoped to an organization in every statement."""
+"""SQL for email delivery settings, scoped to an organization in every statement but the
+token lookup and the operator's (CLI) reads."""
 
 from typing import Any
 
@@ -44,6 +45,30 @@ async def find_by_address(
             func.lower(EmailDeliverySetting.from_address) == address.lower(),
         )
     )
+
+
+async def find_by_token_hash(session: AsyncSession, token_hash: str) -> EmailDeliverySetting | None:
+    # The one lookup not scoped to an organization: the token is what names the setting.
+    return await session.scalar(
+        select(EmailDeliverySetting).where(
+            EmailDeliverySetting.verification_token_hash == token_hash
+        )
+    )
+
+
+async def get_any(session: AsyncSession, setting_id: str) -> EmailDeliverySetting | None:
+    """For the operator's CLI, which sees every organization."""
+    return await session.get(EmailDeliverySetting, setting_id)
+
+
+async def list_all(session: AsyncSession, *, pending_only: bool) -> list[EmailDeliverySetting]:
+    """For the operator's CLI, which sees every organization."""
+    statement = select(EmailDeliverySetting).order_by(
+        EmailDeliverySetting.created_at, EmailDeliverySetting.id
+    )
+    if pending_only:
+        statement = statement.where(EmailDeliverySetting.status == "pending")
+    return list(await session.scalars(statement))
 
 
 async def list_page(

@@ -1,15 +1,17 @@
 """HTTP for /email-delivery-settings."""
 
-from typing import Annotated
+from datetime import timedelta
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import HTMLResponse
 
 from postroom.api.collections import PAGINATION_HEADERS, collection_query, set_pagination_headers
-from postroom.api.deps import ClockDep, OrganizationDep, SessionDep
+from postroom.api.deps import ClockDep, OrganizationDep, SessionDep, SettingsDep
 from postroom.api.problems import problem_responses
 from postroom.api.wire import resource_url
 from postroom.core.listing import ListQuery
-from postroom.senders import service
+from postroom.senders import service, verification
 from postroom.senders.models import EmailDeliverySetting
 from postroom.senders.schemas import (
     LIST_FIELDS,
@@ -17,16 +19,40 @@ from postroom.senders.schemas import (
     EmailDeliverySettingPatch,
     EmailDeliverySettingRead,
 )
+from postroom.senders.service import Pending
 
 router = APIRouter(prefix="/email-delivery-settings", tags=["Email delivery settings"])
+# Reached by the link in the verification mail: the token is the credential, no API key.
+verifications = APIRouter(prefix=verification.PATH, tags=["Email delivery settings"])
 ListQueryDep = Annotated[ListQuery, Depends(collection_query(LIST_FIELDS))]
 USE_DOC = (
     "A message that names no `credentialHash` goes out through the organization's default "
     "setting: its credential, and its `name` as the From display name; the message's `from` "
     "must be the setting's address. This is checked when the message is created and again "
     "when a draft is sent, and the setting's name and credential are pinned on the message "
-    "then. Without a default setting, the server-wide default transport is used."
+    "then. Without a default setting, the server-wide transport is used, for a `from` that "
+    "is the address of a verified setting or in a domain the operator allows."
 )
+VERIFY_DOC = (
+    "A new setting, and one whose `from` changes, is `pending`: postroom mails a one-time link "
+    "to the address (through the server-wide transport), and following it verifies the setting."
+)
+
+
+async def _mail_token(
+    request: Request, session: SessionDep, settings: SettingsDep, now: ClockDep, pending: Pending
+) -> None:
+    await verification.mail_token(
+        session,
+        pending,
+        sender=settings.senders.verification_from,
+        base_url=settings.senders.public_url or str(request.base_url),
+        now=now.now(),
+    )
+
+
+def _token_ttl(settings: SettingsDep) -> timedelta:
+    return timedelta(hours=settings.senders.verification_token_hours)
 
 
 async def _reads(
@@ -69,7 +95,7 @@ async def list_email_delivery_settings(
     operation_id="PostEmailDeliverySetting",
     summary="Create an email delivery setting",
     description="Making it the default (`isDefault: true`) unsets the previous default in the "
-    "same transaction. " + USE_DOC,
+    "same transaction. " + VERIFY_DOC + " " + USE_DOC,
     responses=problem_responses(400, 401, 409, 422),
 )
 async def create_email_delivery_setting(
@@ -79,9 +105,13 @@ async def create_email_delivery_setting(
     session: SessionDep,
     organization_id: OrganizationDep,
     clock: ClockDep,
+    settings: SettingsDep,
 ) -> EmailDeliverySettingRead:
-    setting = await service.create_setting(session, organization_id, body, clock.now())
-    [read] = await _reads(request, session, organization_id, [setting])
+    pending = await service.create_setting(
+        session, organization_id, body, clock.now(), token_ttl=_token_ttl(settings)
+    )
+    await _mail_token(request, session, settings, clock, pending)
+    [read] = await _reads(request, session, organization_id, [pending.setting])
     response.headers["Location"] = read.links[0].href
     return read
 
@@ -104,8 +134,8 @@ async def get_email_delivery_setting(
     "/{id}",
     operation_id="PatchEmailDeliverySetting",
     summary="Update an email delivery setting",
-    description="Changes the fields given. `status` is set by an administrator (postroom sends "
-    "no verification mail); a changed `from` is `pending` again unless `status` is given too.",
+    description="Changes the fields given. `status` is read-only; a changed `from` is `pending` "
+    "again and a new link is mailed to it.",
     responses=problem_responses(400, 401, 404, 409, 422),
 )
 async def update_email_delivery_setting(
@@ -115,9 +145,37 @@ async def update_email_delivery_setting(
     session: SessionDep,
     organization_id: OrganizationDep,
     clock: ClockDep,
+    settings: SettingsDep,
 ) -> EmailDeliverySettingRead:
-    setting = await service.update_setting(session, organization_id, id, body, clock.now())
-    [read] = await _reads(request, session, organization_id, [setting])
+    pending = await service.update_setting(
+        session, organization_id, id, body, clock.now(), token_ttl=_token_ttl(settings)
+    )
+    await _mail_token(request, session, settings, clock, pending)
+    [read] = await _reads(request, session, organization_id, [pending.setting])
+    return read
+
+
+@router.post(
+    "/{id}/resend-email-verification",
+    operation_id="PostResendEmailDeliverySettingVerification",
+    summary="Resend email delivery setting verification email",
+    description="Mails a new verification link to a `pending` setting's address; the earlier "
+    "link stops working. A verified setting is a 409.",
+    responses=problem_responses(401, 404, 409),
+)
+async def resend_email_delivery_setting_verification(
+    id: str,
+    request: Request,
+    session: SessionDep,
+    organization_id: OrganizationDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> EmailDeliverySettingRead:
+    pending = await service.renew_token(
+        session, organization_id, id, clock.now(), token_ttl=_token_ttl(settings)
+    )
+    await _mail_token(request, session, settings, clock, pending)
+    [read] = await _reads(request, session, organization_id, [pending.setting])
     return read
 
 
@@ -134,3 +192,74 @@ async def delete_email_delivery_setting(
 ) -> Response:
     await service.delete_setting(session, organization_id, id)
     return Response(status_code=204)
+
+
+@verifications.put(
+    "/{token}",
+    operation_id="PutEmailDeliverySettingsVerification",
+    summary="Verify an email delivery setting",
+    description="The link mailed to a setting's address: needs no API key, works once, and "
+    "expires (POSTROOM_SENDERS__VERIFICATION_TOKEN_HOURS). An unknown, used or expired token is "
+    "a 404.",
+    responses=problem_responses(404),
+)
+async def verify_email_delivery_setting(
+    token: str, request: Request, session: SessionDep, clock: ClockDep
+) -> EmailDeliverySettingRead:
+    setting = await service.verify_token(session, token, clock.now())
+    [read] = await _reads(request, session, setting.organization_id, [setting])
+    return read
+
+
+# The same link opened in a browser: a page with a button (opening it verifies nothing, since
+# mail scanners open links), and the button's POST.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; form-action 'self'; base-uri 'none'",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+_PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Not valid (used, expired or replaced)", "content": {"text/html": {}}}
+}
+
+
+@verifications.get(
+    "/{token}",
+    operation_id="GetEmailDeliverySettingsVerificationPage",
+    summary="The page behind the mailed verification link",
+    description="HTML with a Confirm button (which POSTs here); opening it verifies nothing.",
+    response_class=HTMLResponse,
+    responses=_PAGE_RESPONSES,
+)
+async def verification_page(token: str, session: SessionDep, clock: ClockDep) -> HTMLResponse:
+    setting = await service.find_by_token(session, token, clock.now())
+    address = setting.from_address if setting else None
+    return HTMLResponse(
+        verification.confirm_page(address, confirmed=False),
+        status_code=200 if setting else 404,
+        headers=_PAGE_HEADERS,
+    )
+
+
+@verifications.post(
+    "/{token}",
+    operation_id="PostEmailDeliverySettingsVerificationPage",
+    summary="Confirm from the verification page",
+    description="The page's Confirm button: verifies as the PUT does, and answers with HTML.",
+    response_class=HTMLResponse,
+    responses=_PAGE_RESPONSES,
+)
+async def verification_page_confirm(
+    token: str, session: SessionDep, clock: ClockDep
+) -> HTMLResponse:
+    setting = await service.find_by_token(session, token, clock.now())
+    if setting is not None:
+        setting = await service.verify_token(session, token, clock.now())
+    address = setting.from_address if setting else None
+    return HTMLResponse(
+        verification.confirm_page(address, confirmed=setting is not None),
+        status_code=200 if setting else 404,
+        headers=_PAGE_HEADERS,
+    )

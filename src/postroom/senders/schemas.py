@@ -15,8 +15,10 @@ _strict = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 # The name becomes part of the From header.
 SenderName = Annotated[TextLine, StringConstraints(min_length=1, max_length=255)]
 STATUS_DOC = (
-    "`verified` once an administrator says so through this API (postroom sends no "
-    "verification mail); a message can use only a verified default setting."
+    "Read-only. `pending` until the link mailed to the address is followed (`PUT "
+    "/email-delivery-setting-verifications/{token}`) or the operator verifies the setting; a "
+    "message can use only a verified default setting. A request may send back the current "
+    "value; another is a 422."
 )
 Provider = Literal["rebilly", "smtp", "aws-ses", "mailgun", "postmark", "sendgrid", "simulator"]
 
@@ -29,11 +31,11 @@ class EmailDeliverySettingCreate(BaseModel):
     name: SenderName
     credential_id: str | None = Field(None, alias="credentialId", max_length=50)
     is_default: bool = Field(False, alias="isDefault")
-    status: Literal["pending", "verified"] = Field("pending", description=STATUS_DOC)
+    status: Literal["pending", "verified"] | None = Field(None, description=STATUS_DOC)
 
 
 class EmailDeliverySettingPatch(BaseModel):
-    """Only the fields given change; a new `from` is pending again unless `status` says."""
+    """Only the fields given change; a new `from` is pending again, and a new token is mailed."""
 
     model_config = _strict
     from_: EmailAddress | None = Field(None, alias="from")

@@ -1,8 +1,10 @@
 """Rules for email delivery settings: sender addresses with a name and a credential, at most one
 default per organization, and the sender a message with no credential goes out as."""
 
+import hashlib
+import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,15 +29,39 @@ class Sender:
     credential_id: str | None
 
 
+def domain_allowed(address: str, allowed_domains: tuple[str, ...]) -> bool:
+    """Whether the address's domain is one of `allowed_domains` or below one (`*`: any)."""
+    domain = address.rpartition("@")[2].lower().rstrip(".")
+    return any(
+        allowed == "*" or domain == allowed or domain.endswith("." + allowed)
+        for allowed in allowed_domains
+    )
+
+
 async def sender_for(
-    session: AsyncSession, organization_id: str, from_address: str
+    session: AsyncSession,
+    organization_id: str,
+    from_address: str,
+    *,
+    allowed_domains: tuple[str, ...],
 ) -> Sender | None:
     """For a message that names no credential: the organization's default setting, whose address
     the message's `from` must be (a 422 naming `from` otherwise); None without a default, when
-    the server-wide default transport sends it."""
+    the server-wide transport sends it, which the operator lends only to a From of a verified
+    setting of the organization or of a domain in `allowed_domains`."""
     default = await repository.get_default(session, organization_id)
     if default is None:
-        return None
+        if domain_allowed(from_address, allowed_domains):
+            return None
+        own = await repository.find_by_address(session, organization_id, from_address)
+        if own is not None and own.status == SenderStatus.VERIFIED:
+            return None
+        raise invalid_field(
+            "from",
+            f"the server-wide transport sends only from a verified email delivery setting (or "
+            f"a domain its operator allows); verify a setting for {from_address}, or name a "
+            "credentialHash",
+        )
     if from_address.lower() != default.from_address.lower():
         raise invalid_field(
             "from",
@@ -68,10 +94,48 @@ async def _flush(session: AsyncSession) -> None:
         ) from None
 
 
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _issue_token(setting: EmailDeliverySetting, now: datetime, ttl: timedelta) -> str:
+    """A new verification token for the setting, replacing any earlier one; only its hash is
+    kept, so a copy of the database verifies nothing."""
+    token = secrets.token_urlsafe(32)
+    setting.verification_token_hash = _hash(token)
+    setting.verification_expires_at = now + ttl
+    return token
+
+
+def _check_status_unchanged(given: str | None, current: str) -> None:
+    # Read-only as in Rebilly's schema: a client may send back what it read, not change it.
+    if given is not None and given != current:
+        raise invalid_field(
+            "status",
+            "is read-only: a setting becomes verified when the link mailed to its address is "
+            "followed, or when the operator verifies it",
+        )
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A setting that waits for verification, and the token to mail to its address (None when
+    no new token was issued)."""
+
+    setting: EmailDeliverySetting
+    token: str | None
+
+
 async def create_setting(
-    session: AsyncSession, organization_id: str, data: EmailDeliverySettingCreate, now: datetime
-) -> EmailDeliverySetting:
+    session: AsyncSession,
+    organization_id: str,
+    data: EmailDeliverySettingCreate,
+    now: datetime,
+    *,
+    token_ttl: timedelta,
+) -> Pending:
     now = now.replace(microsecond=0)
+    _check_status_unchanged(data.status, SenderStatus.PENDING)
     await _check_unique_address(session, organization_id, data.from_, None)
     if data.credential_id is not None:
         await credentials.check_assignable(
@@ -82,7 +146,7 @@ async def create_setting(
         organization_id=organization_id,
         from_address=data.from_,
         name=data.name,
-        status=data.status,
+        status=SenderStatus.PENDING,
         credential_id=data.credential_id,
         is_default=data.is_default,
         created_at=now,
@@ -90,9 +154,10 @@ async def create_setting(
     )
     if data.is_default:
         await repository.clear_default(session, organization_id, setting.id)
+    token = _issue_token(setting, now, token_ttl)
     session.add(setting)
     await _flush(session)
-    return setting
+    return Pending(setting, token)
 
 
 async def update_setting(
@@ -101,13 +166,19 @@ async def update_setting(
     setting_id: str,
     data: EmailDeliverySettingPatch,
     now: datetime,
-) -> EmailDeliverySetting:
+    *,
+    token_ttl: timedelta,
+) -> Pending:
+    now = now.replace(microsecond=0)
     setting = await get_setting(session, organization_id, setting_id)
     given = data.model_fields_set
+    _check_status_unchanged(data.status, setting.status)
+    token = None
     if "from_" in given and data.from_ is not None and data.from_ != setting.from_address:
         await _check_unique_address(session, organization_id, data.from_, setting.id)
         setting.from_address = data.from_
         setting.status = SenderStatus.PENDING  # a new address is unverified
+        token = _issue_token(setting, now, token_ttl)
     if "name" in given and data.name is not None:
         setting.name = data.name
     if "credential_id" in given:
@@ -116,15 +187,78 @@ async def update_setting(
                 session, organization_id, data.credential_id, "credentialId"
             )
         setting.credential_id = data.credential_id
-    if "status" in given and data.status is not None:
-        setting.status = data.status
     if "is_default" in given and data.is_default is not None:
         if data.is_default:
             await repository.clear_default(session, organization_id, setting.id)
         setting.is_default = data.is_default
-    setting.updated_at = now.replace(microsecond=0)
+    setting.updated_at = now
     await _flush(session)
+    return Pending(setting, token)
+
+
+async def renew_token(
+    session: AsyncSession,
+    organization_id: str,
+    setting_id: str,
+    now: datetime,
+    *,
+    token_ttl: timedelta,
+) -> Pending:
+    """A new token for a setting still pending (resend-email-verification); 409 once verified."""
+    setting = await get_setting(session, organization_id, setting_id)
+    if setting.status == SenderStatus.VERIFIED:
+        raise Conflict(f"email delivery setting {setting_id} is already verified")
+    token = _issue_token(setting, now.replace(microsecond=0), token_ttl)
+    await session.flush()
+    return Pending(setting, token)
+
+
+async def find_by_token(
+    session: AsyncSession, token: str, now: datetime
+) -> EmailDeliverySetting | None:
+    """The setting a mailed token verifies, while the token is valid."""
+    setting = await repository.find_by_token_hash(session, _hash(token))
+    expires = setting.verification_expires_at if setting is not None else None
+    if setting is None or expires is None or expires <= now:
+        return None
     return setting
+
+
+async def verify_token(session: AsyncSession, token: str, now: datetime) -> EmailDeliverySetting:
+    """The setting whose mailed token this is, now verified; the token works once. An unknown,
+    used or expired token is a 404 (which of them is not said)."""
+    setting = await find_by_token(session, token, now)
+    if setting is None:
+        raise NotFound("this verification link is not valid (used, expired or replaced)")
+    _mark_verified(setting, now)
+    await session.flush()
+    return setting
+
+
+def _mark_verified(setting: EmailDeliverySetting, now: datetime) -> None:
+    setting.status = SenderStatus.VERIFIED
+    setting.verification_token_hash = None
+    setting.verification_expires_at = None
+    setting.updated_at = now.replace(microsecond=0)
+
+
+async def verify_as_operator(
+    session: AsyncSession, setting_id: str, now: datetime
+) -> EmailDeliverySetting:
+    """The operator's word (CLI), for any organization's setting."""
+    setting = await repository.get_any(session, setting_id)
+    if setting is None:
+        raise NotFound(f"email delivery setting {setting_id} not found")
+    _mark_verified(setting, now)
+    await session.flush()
+    return setting
+
+
+async def list_for_operator(
+    session: AsyncSession, *, pending_only: bool
+) -> list[EmailDeliverySetting]:
+    """Every organization's settings, oldest first (CLI)."""
+    return await repository.list_all(session, pending_only=pending_only)
 
 
 async def get_setting(
