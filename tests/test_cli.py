@@ -222,3 +222,69 @@ class TestOrganizationsAndKeys:
         assert "org_01JD0000000000000000000000" in err
         assert "api key" not in out
         assert "Traceback" not in err
+
+
+class TestInvalidSettings:
+    """`serve` and `worker` refuse to start on a setting they cannot work with: one line on
+    stderr naming it (never quoting it: an SMTP URL carries a password), exit code 2."""
+
+    @pytest.fixture
+    def bad_env(self, tmp_path: Path) -> dict[str, str]:
+        # No database is reached: the settings are refused before anything opens one.
+        return environment(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}", tmp_path / "data")
+
+    @pytest.mark.parametrize("command", ["serve", "worker"])
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "smtp://mailer:hunter2-secret@mail.example.com:notaport",  # unparseable
+            "http://mailer:hunter2-secret@mail.example.com",  # unknown scheme
+            "smtp://mailer:hunter2-secret@:25",  # no host
+            "smtp://mailer:hunter2-secret/x@mail.example.com",  # '/' in the password, unquoted
+        ],
+    )
+    async def test_a_bad_smtp_url_is_refused_in_one_line_without_its_password(
+        self, bad_env: dict[str, str], command: str, url: str
+    ) -> None:
+        code, out, err = await run_command({**bad_env, "POSTROOM_SMTP_URL": url}, command)
+        assert code == 2, (out, err)
+        assert err.count("\n") == 1, err
+        assert err.startswith("error: invalid settings: POSTROOM_SMTP_URL: "), err
+        assert "hunter2" not in out + err
+        assert "Traceback" not in err
+
+    @pytest.mark.parametrize("command", ["serve", "worker"])
+    async def test_a_missing_ca_file_is_refused(
+        self, bad_env: dict[str, str], command: str, tmp_path: Path
+    ) -> None:
+        missing = tmp_path / "no-such-ca.pem"
+        code, out, err = await run_command(
+            {**bad_env, "POSTROOM_DELIVERY__SMTP_CA_FILE": str(missing)}, command
+        )
+        assert code == 2, (out, err)
+        setting = "POSTROOM_DELIVERY__SMTP_CA_FILE"
+        assert err == f"error: invalid settings: {setting}: no such file: {missing}\n"
+
+    async def test_a_ca_file_that_is_no_pem_bundle_is_refused(
+        self, bad_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        garbage = tmp_path / "ca.pem"
+        garbage.write_text("not a certificate\n")
+        code, out, err = await run_command(
+            {**bad_env, "POSTROOM_DELIVERY__SMTP_CA_FILE": str(garbage)}, "worker"
+        )
+        assert code == 2, (out, err)
+        assert "POSTROOM_DELIVERY__SMTP_CA_FILE: not a readable PEM bundle" in err
+        assert err.count("\n") == 1, err
+
+    async def test_any_invalid_setting_is_one_line_not_a_traceback(
+        self, bad_env: dict[str, str]
+    ) -> None:
+        code, out, err = await run_command(
+            {**bad_env, "POSTROOM_PORT": "eighty", "POSTROOM_DELIVERY__BATCH_SIZE": "0"}, "serve"
+        )
+        assert code == 2, (out, err)
+        assert err.count("\n") == 1, err
+        assert "Traceback" not in err
+        assert "POSTROOM_PORT: " in err
+        assert "POSTROOM_DELIVERY__BATCH_SIZE: " in err

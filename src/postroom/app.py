@@ -19,7 +19,7 @@ from postroom.core.crypto import SecretBox
 from postroom.core.logging import configure_logging
 from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.delivery.worker import EmbeddedWorker
-from postroom.settings import Settings
+from postroom.settings import Settings, load_settings
 
 DESCRIPTION = """\
 Transactional email with a REST API wire-compatible with Rebilly's email messages.
@@ -97,6 +97,6 @@ def _is_upload(method: str, path: str) -> bool:
 
 def create_app_from_environment() -> FastAPI:
     """The factory `postroom api` hands to uvicorn, which imports it in each worker process."""
-    settings = Settings()
+    settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     return create_app(settings)

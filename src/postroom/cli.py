@@ -18,7 +18,7 @@ from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.db.migrate import upgrade
 from postroom.delivery.worker import run_worker
 from postroom.errors import PostroomError
-from postroom.settings import Settings
+from postroom.settings import InvalidSettings, Settings, load_settings
 
 T = TypeVar("T")
 
@@ -32,7 +32,12 @@ app.add_typer(keys, name="keys")
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except InvalidSettings as error:
+        # One line naming the setting, no traceback; exit 2, as for a wrong command line.
+        typer.echo(f"error: invalid settings: {error}", err=True)
+        raise typer.Exit(2) from None
     configure_logging(settings.log_level, json_lines=settings.log_json)
     return settings
 
