@@ -16,6 +16,7 @@ import pytest
 
 from postroom.auth import service as auth
 from tests import databases as test_databases
+from tests.api.test_health import drop_workers_table
 from tests.factories import message_body
 from tests.servers.http import CLIENT_TLS
 
@@ -174,6 +175,39 @@ class TestServe:
         assert_stopped_cleanly(again)
         assert "API key" not in again.output()
         assert "Created organization" not in again.output()
+
+
+class TestWorkerDeath:
+    """A worker that cannot work says so: `serve` does not go on accepting mail nobody delivers,
+    and `worker` does not go on looking alive. Their database here lacks the workers table (as
+    when the schema was changed under them), so the worker cannot write its first heartbeat."""
+
+    async def test_serve_exits_non_zero_when_its_worker_dies(
+        self, databases: test_databases.DatabaseFactory, tmp_path: Path
+    ) -> None:
+        url = await databases.clone()
+        await drop_workers_table(url)
+        served = await start_serve(environment(url, tmp_path / "data"))
+        try:
+            out, err = await asyncio.wait_for(served.process.communicate(), START_TIMEOUT)
+        finally:
+            if served.process.returncode is None:
+                served.process.kill()
+        assert served.process.returncode == 1, (out, err)
+        logs = err.decode()
+        assert "delivery worker died" in logs  # logged, with its traceback
+        assert "Application shutdown complete" in logs  # an orderly stop, not a crash
+        assert logs.splitlines()[-1].startswith("error: the delivery worker died ("), logs
+
+    async def test_worker_exits_non_zero_when_it_cannot_work(
+        self, databases: test_databases.DatabaseFactory, tmp_path: Path
+    ) -> None:
+        url = await databases.clone()
+        await drop_workers_table(url)
+        code, out, err = await run_command(environment(url, tmp_path / "data"), "worker")
+        assert code == 1, (out, err)
+        assert "delivery worker died" in err
+        assert err.splitlines()[-1].startswith("error: the delivery worker died ("), err
 
 
 class TestOrganizationsAndKeys:

@@ -22,6 +22,7 @@ import threading
 import time
 from asyncio import FIRST_COMPLETED
 from collections import Counter
+from collections.abc import Callable
 from contextlib import suppress
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -442,11 +443,22 @@ async def run_worker(
 
 class EmbeddedWorker:
     """The worker of `postroom serve`, in a thread with its own event loop, so building and
-    sending mail never stalls the API's loop (and a stalled send never stalls a request)."""
+    sending mail never stalls the API's loop (and a stalled send never stalls a request).
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    If it dies (anything but a stop asked for), `failure` says why and `on_death` is called,
+    from the worker's thread: `serve` then shuts the API down rather than go on accepting mail
+    nobody delivers, and /readyz answers 503 meanwhile."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        on_death: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        self.on_death = on_death
+        self.failure: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -457,7 +469,13 @@ class EmbeddedWorker:
         self._ready.wait(timeout=30)
 
     def _main(self) -> None:
-        asyncio.run(self._run())
+        try:
+            asyncio.run(self._run())
+        except BaseException as error:  # cancelled (killed) counts as died too
+            self.failure = error
+            log.critical("delivery worker died", exc_info=error)
+            if self.on_death is not None:
+                self.on_death(error)
 
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -467,6 +485,7 @@ class EmbeddedWorker:
 
     def stop(self, timeout: float | None = None) -> None:
         """Asks the worker to finish its batch and waits for it (from any thread)."""
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            with suppress(RuntimeError):  # its loop closed meanwhile: it has stopped already
+                self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
