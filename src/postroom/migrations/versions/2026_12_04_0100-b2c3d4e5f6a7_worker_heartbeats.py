@@ -1,4 +1,4 @@
-"""worker heartbeats: a row for each running delivery worker, last seen when
+"""worker heartbeats: a row for each running delivery worker, and when it was last seen
 
 Revision ID: b2c3d4e5f6a7
 Revises: c3d4e5f6a7b8
