@@ -16,6 +16,7 @@ import pytest
 
 from postroom.auth import service as auth
 from tests import databases as test_databases
+from tests.api.test_health import drop_workers_table
 from tests.factories import message_body
 from tests.servers.http import CLIENT_TLS
 
@@ -176,6 +177,39 @@ class TestServe:
         assert "Created organization" not in again.output()
 
 
+class TestWorkerDeath:
+    """A worker that cannot work says so: `serve` does not go on accepting mail nobody delivers,
+    and `worker` does not go on looking alive. Their database here lacks the workers table (as
+    when the schema was changed under them), so the worker cannot write its first heartbeat."""
+
+    async def test_serve_exits_non_zero_when_its_worker_dies(
+        self, databases: test_databases.DatabaseFactory, tmp_path: Path
+    ) -> None:
+        url = await databases.clone()
+        await drop_workers_table(url)
+        served = await start_serve(environment(url, tmp_path / "data"))
+        try:
+            out, err = await asyncio.wait_for(served.process.communicate(), START_TIMEOUT)
+        finally:
+            if served.process.returncode is None:
+                served.process.kill()
+        assert served.process.returncode == 1, (out, err)
+        logs = err.decode()
+        assert "delivery worker died" in logs  # logged, with its traceback
+        assert "Application shutdown complete" in logs  # an orderly stop, not a crash
+        assert logs.splitlines()[-1].startswith("error: the delivery worker died ("), logs
+
+    async def test_worker_exits_non_zero_when_it_cannot_work(
+        self, databases: test_databases.DatabaseFactory, tmp_path: Path
+    ) -> None:
+        url = await databases.clone()
+        await drop_workers_table(url)
+        code, out, err = await run_command(environment(url, tmp_path / "data"), "worker")
+        assert code == 1, (out, err)
+        assert "delivery worker died" in err
+        assert err.splitlines()[-1].startswith("error: the delivery worker died ("), err
+
+
 class TestOperatorCommands:
     @pytest.fixture
     def cli_env(self, database_url: str, tmp_path: Path) -> dict[str, str]:
@@ -243,3 +277,69 @@ class TestOperatorCommands:
         assert setting_id not in out
         code, out, err = await run_command(cli_env, "senders", "verify", "mail_dst_nope")
         assert code == 1 and "error: email delivery setting mail_dst_nope not found" in err
+
+
+class TestInvalidSettings:
+    """`serve` and `worker` refuse to start on a setting they cannot work with: one line on
+    stderr naming it (never quoting it: an SMTP URL carries a password), exit code 2."""
+
+    @pytest.fixture
+    def bad_env(self, tmp_path: Path) -> dict[str, str]:
+        # No database is reached: the settings are refused before anything opens one.
+        return environment(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}", tmp_path / "data")
+
+    @pytest.mark.parametrize("command", ["serve", "worker"])
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "smtp://mailer:hunter2-secret@mail.example.com:notaport",  # unparseable
+            "http://mailer:hunter2-secret@mail.example.com",  # unknown scheme
+            "smtp://mailer:hunter2-secret@:25",  # no host
+            "smtp://mailer:hunter2-secret/x@mail.example.com",  # '/' in the password, unquoted
+        ],
+    )
+    async def test_a_bad_smtp_url_is_refused_in_one_line_without_its_password(
+        self, bad_env: dict[str, str], command: str, url: str
+    ) -> None:
+        code, out, err = await run_command({**bad_env, "POSTROOM_SMTP_URL": url}, command)
+        assert code == 2, (out, err)
+        assert err.count("\n") == 1, err
+        assert err.startswith("error: invalid settings: POSTROOM_SMTP_URL: "), err
+        assert "hunter2" not in out + err
+        assert "Traceback" not in err
+
+    @pytest.mark.parametrize("command", ["serve", "worker"])
+    async def test_a_missing_ca_file_is_refused(
+        self, bad_env: dict[str, str], command: str, tmp_path: Path
+    ) -> None:
+        missing = tmp_path / "no-such-ca.pem"
+        code, out, err = await run_command(
+            {**bad_env, "POSTROOM_DELIVERY__SMTP_CA_FILE": str(missing)}, command
+        )
+        assert code == 2, (out, err)
+        setting = "POSTROOM_DELIVERY__SMTP_CA_FILE"
+        assert err == f"error: invalid settings: {setting}: no such file: {missing}\n"
+
+    async def test_a_ca_file_that_is_no_pem_bundle_is_refused(
+        self, bad_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        garbage = tmp_path / "ca.pem"
+        garbage.write_text("not a certificate\n")
+        code, out, err = await run_command(
+            {**bad_env, "POSTROOM_DELIVERY__SMTP_CA_FILE": str(garbage)}, "worker"
+        )
+        assert code == 2, (out, err)
+        assert "POSTROOM_DELIVERY__SMTP_CA_FILE: not a readable PEM bundle" in err
+        assert err.count("\n") == 1, err
+
+    async def test_any_invalid_setting_is_one_line_not_a_traceback(
+        self, bad_env: dict[str, str]
+    ) -> None:
+        code, out, err = await run_command(
+            {**bad_env, "POSTROOM_PORT": "eighty", "POSTROOM_DELIVERY__BATCH_SIZE": "0"}, "serve"
+        )
+        assert code == 2, (out, err)
+        assert err.count("\n") == 1, err
+        assert "Traceback" not in err
+        assert "POSTROOM_PORT: " in err
+        assert "POSTROOM_DELIVERY__BATCH_SIZE: " in err

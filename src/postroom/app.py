@@ -1,7 +1,7 @@
 """The composition root of the HTTP service: create_app(settings) builds everything it needs."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -19,7 +19,7 @@ from postroom.core.crypto import SecretBox
 from postroom.core.logging import configure_logging
 from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.delivery.worker import EmbeddedWorker
-from postroom.settings import Settings
+from postroom.settings import Settings, load_settings
 
 DESCRIPTION = """\
 Transactional email with a REST API wire-compatible with Rebilly's email messages.
@@ -35,15 +35,23 @@ writes and {reads} for reads (429 beyond, with `Retry-After`).
 
 
 def create_app(
-    settings: Settings, *, clock: Clock | None = None, embedded_worker: bool = False
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    embedded_worker: bool = False,
+    on_worker_death: Callable[[BaseException], None] | None = None,
 ) -> FastAPI:
+    """`embedded_worker`: a delivery worker runs beside the API (`postroom serve`); if it dies,
+    /readyz answers 503 and `on_worker_death` is called (from the worker's thread)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.resolved_database_url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.rate_limiter = RateLimiter(settings.limits)
-        worker = EmbeddedWorker(settings, clock) if embedded_worker else None
+        worker = EmbeddedWorker(settings, clock, on_worker_death) if embedded_worker else None
+        app.state.embedded_worker = worker
         if worker is not None:
             worker.start()
         try:
@@ -97,6 +105,6 @@ def _is_upload(method: str, path: str) -> bool:
 
 def create_app_from_environment() -> FastAPI:
     """The factory `postroom api` hands to uvicorn, which imports it in each worker process."""
-    settings = Settings()
+    settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     return create_app(settings)

@@ -1,6 +1,7 @@
 """The `postroom` command: parses arguments and calls services; no logic of its own."""
 
 import asyncio
+import logging
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -19,9 +20,11 @@ from postroom.db.migrate import upgrade
 from postroom.delivery.worker import run_worker
 from postroom.errors import PostroomError
 from postroom.senders import service as senders_service
-from postroom.settings import Settings
+from postroom.settings import InvalidSettings, Settings, load_settings
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 app = typer.Typer(
     help="postroom: transactional email with a Rebilly-compatible API.", no_args_is_help=True
@@ -35,9 +38,20 @@ app.add_typer(senders, name="senders")
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except InvalidSettings as error:
+        # One line naming the setting, no traceback; exit 2, as for a wrong command line.
+        typer.echo(f"error: invalid settings: {error}", err=True)
+        raise typer.Exit(2) from None
     configure_logging(settings.log_level, json_lines=settings.log_json)
     return settings
+
+
+def _reason(error: BaseException) -> str:
+    """The error's type and the first line of its text, for one line on a terminal."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -78,13 +92,29 @@ def serve(
     settings = _settings()
     upgrade(settings.resolved_database_url)
     _bootstrap(settings)
-    uvicorn.run(
-        create_app(settings, embedded_worker=True),
+    died: list[BaseException] = []
+
+    def worker_died(error: BaseException) -> None:
+        # From the worker's thread: uvicorn checks should_exit every tenth of a second, then
+        # finishes the requests under way and shuts down. No API without its worker.
+        died.append(error)
+        server.should_exit = True
+
+    config = uvicorn.Config(
+        create_app(settings, embedded_worker=True, on_worker_death=worker_died),
         host=host or settings.host,
         port=port if port is not None else settings.port,
         log_config=None,
         access_log=False,  # api/observability.py logs every request already, as JSON
     )
+    server = uvicorn.Server(config)
+    server.run()
+    if died:
+        # The log has its traceback ("delivery worker died").
+        typer.echo(f"error: the delivery worker died ({_reason(died[0])}); stopped", err=True)
+        raise typer.Exit(1)
+    if not server.started:
+        raise typer.Exit(3)  # as uvicorn.run: the application failed to start
 
 
 @app.command()
@@ -125,7 +155,12 @@ def worker(
             loop.add_signal_handler(signum, stop.set)
         await run_worker(settings, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except Exception as error:
+        log.critical("delivery worker died", exc_info=error)
+        typer.echo(f"error: the delivery worker died ({_reason(error)})", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -1,13 +1,26 @@
-"""Configuration from POSTROOM_* environment variables; built once and passed down."""
+"""Configuration from POSTROOM_* environment variables; built once (load_settings) and passed
+down. A setting the service cannot work with (an SMTP URL that does not parse, a CA file that is
+not there) is refused here, at start, rather than by the first message it would have sent."""
 
+import ssl
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from postroom.core.crypto import load_or_create_secret
 from postroom.core.destinations import DestinationPolicy
+from postroom.delivery.transports.smtp import SmtpConfig
+
+ENV_PREFIX = "POSTROOM_"
 
 # What development allows when POSTROOM_DESTINATIONS__ALLOW is unset: a mail server on this
 # machine (the README's). Production allows nothing beyond public addresses unless told.
@@ -70,6 +83,12 @@ class DeliverySettings(BaseModel):
     smtp_ca_file: Path | None = Field(
         None, description="PEM bundle of CAs to trust for SMTP TLS besides the system's"
     )
+    worker_stale_seconds: float = Field(
+        60,
+        ge=10,
+        description="a worker not heard from for this long (each writes a heartbeat every 5 s) "
+        "is not counted as live: /readyz answers 503 while mail is due and no worker is live",
+    )
     pacing_horizon_seconds: float = Field(
         1.0,
         gt=0,
@@ -83,6 +102,19 @@ class DeliverySettings(BaseModel):
         "send again (a duplicate the Message-ID lets receivers drop) or hold the message "
         "as failed for an operator to look at",
     )
+
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _ca_file_loads(cls, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        if not path.is_file():
+            raise ValueError(f"no such file: {path}")
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
+        except (OSError, ssl.SSLError):
+            raise ValueError(f"not a readable PEM bundle of CA certificates: {path}") from None
+        return path
 
 
 class DestinationSettings(BaseModel):
@@ -183,7 +215,7 @@ class ProviderSettings(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="POSTROOM_", env_nested_delimiter="__", extra="ignore"
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore"
     )
 
     environment: Literal["development", "production"] = Field(
@@ -214,6 +246,14 @@ class Settings(BaseSettings):
     providers: ProviderSettings = ProviderSettings()
     destinations: DestinationSettings = DestinationSettings()
     senders: SenderSettings = SenderSettings()
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_parses(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            # Its messages never quote the URL, whose password would go into logs and terminals.
+            SmtpConfig.from_url(url.get_secret_value())
+        return url
 
     @model_validator(mode="after")
     def _refuse_unsafe_production_defaults(self) -> "Settings":
@@ -251,3 +291,31 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'postroom.db').resolve()}"
+
+
+class InvalidSettings(Exception):
+    """Settings the service cannot start with; the message names each setting at fault (as its
+    environment variable) and why, on one line, and quotes no value (a value may be a secret)."""
+
+
+def load_settings() -> Settings:
+    """The settings from the environment (and their defaults), or InvalidSettings."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise InvalidSettings(_describe(error)) from None
+    except SettingsError as error:  # a nested group given as JSON that does not parse
+        raise InvalidSettings(str(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for detail in error.errors(include_url=False, include_input=False):
+        message = detail["msg"].removeprefix("Value error, ")
+        location = detail["loc"]
+        if location:
+            name = ENV_PREFIX + "__".join(str(part) for part in location).upper()
+            problems.append(f"{name}: {message}")
+        else:
+            problems.append(message)
+    return "; ".join(problems)

@@ -3,16 +3,24 @@
 import json
 import logging
 import re
+import threading
+from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from postroom.app import create_app
 from postroom.auth.service import NewOrganization
 from postroom.core.logging import JsonFormatter
+from postroom.db.engine import create_engine
 from tests.api.conftest import ApiFactory
+from tests.conftest import make_settings
 from tests.databases import DatabaseFactory
 from tests.factories import make_message
 from tests.harness import HarnessFactory
+from tests.servers.http import serve_in_thread
 from tests.servers.smtp import smtp_server
 
 
@@ -36,9 +44,15 @@ class TestHealth:
         assert response.status_code == 200
         assert response.json() == {"status": "ok"}
 
-    async def test_readyz_is_ok_on_a_migrated_database(self, anonymous: httpx.AsyncClient) -> None:
-        response = await anonymous.get("/readyz")
-        assert response.status_code == 200
+    async def test_readyz_is_ok_on_a_migrated_database(
+        self, api_factory: ApiFactory, databases: DatabaseFactory
+    ) -> None:
+        # A database of its own: mail other tests queued in the shared one is due, with no
+        # worker there, which is rightly not ready.
+        with api_factory(await databases.clone()) as url:
+            async with httpx.AsyncClient(base_url=url) as client:
+                response = await client.get("/readyz")
+        assert response.status_code == 200, response.text
 
     async def test_readyz_is_503_when_the_database_is_down(self, api_factory: ApiFactory) -> None:
         # Nothing listens on port 1: as good as a database that went away.
@@ -56,6 +70,93 @@ class TestHealth:
                 response = await client.get("/readyz")
                 assert response.status_code == 503
                 assert response.json() == {"status": "migrations pending"}
+
+
+async def drop_workers_table(url: str) -> None:
+    """A database the API can use but a worker cannot: its workers table is gone."""
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP TABLE workers"))
+    finally:
+        await engine.dispose()
+
+
+class TestReadinessAndWorkers:
+    async def test_due_mail_with_no_worker_seen_within_the_window_is_503_with_a_reason(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        async with harness_factory() as h:
+            stale = h.settings.delivery.worker_stale_seconds
+            assert stale == 60  # the default
+            # Nothing due: no worker needed.
+            assert (await h.client.get("/readyz")).json() == {"status": "ok"}
+
+            await make_message(h.client, status="outbox")
+            h.clock.advance(timedelta(seconds=3))
+            response = await h.client.get("/readyz")
+            assert response.status_code == 503
+            assert response.json() == {
+                "status": "no worker seen",
+                "stale_seconds": stale,
+                "oldest_due_waiting_seconds": 3,
+            }
+
+            await h.worker.heartbeat()
+            response = await h.client.get("/readyz")
+            assert response.status_code == 200, response.text
+
+            # Still seen at the window's edge; not a moment past it.
+            h.clock.advance(timedelta(seconds=stale))
+            assert (await h.client.get("/readyz")).status_code == 200
+            h.clock.advance(timedelta(seconds=1))
+            response = await h.client.get("/readyz")
+            assert response.status_code == 503
+            assert response.json()["status"] == "no worker seen"
+
+            await h.worker.heartbeat()
+            assert (await h.client.get("/readyz")).status_code == 200
+
+    async def test_mail_not_yet_due_needs_no_worker(self, harness_factory: HarnessFactory) -> None:
+        async with harness_factory() as h:
+            created = await make_message(h.client, status="outbox")
+            await h.deliver()  # claimed now: due again only when its lease runs out
+            assert (await h.message(created["id"]))["status"] == "sent"
+            await make_message(h.client, status="draft")
+            assert (await h.client.get("/readyz")).json() == {"status": "ok"}
+
+    async def test_the_live_workers_gauge_counts_heartbeats_within_the_window(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        async with harness_factory() as h:
+            metrics = (await h.client.get("/metrics")).text
+            assert "# TYPE postroom_workers_live gauge" in metrics
+            assert _sample(metrics, "postroom_workers_live") == 0
+            await h.worker.heartbeat()
+            assert _sample((await h.client.get("/metrics")).text, "postroom_workers_live") == 1
+            h.clock.advance(timedelta(seconds=h.settings.delivery.worker_stale_seconds + 1))
+            assert _sample((await h.client.get("/metrics")).text, "postroom_workers_live") == 0
+
+    async def test_readyz_is_503_once_the_embedded_worker_has_died(
+        self, databases: DatabaseFactory, tmp_path: Path
+    ) -> None:
+        url = await databases.clone()
+        await drop_workers_table(url)
+        died = threading.Event()
+        app = create_app(
+            make_settings(url, tmp_path / "data"),
+            embedded_worker=True,
+            on_worker_death=lambda _error: died.set(),
+        )
+        with serve_in_thread(app) as api_url:
+            assert died.wait(timeout=30), "the worker did not die"
+            async with httpx.AsyncClient(base_url=api_url) as client:
+                response = await client.get("/readyz")
+                assert response.status_code == 503
+                body = response.json()
+                assert body["status"] == "delivery worker died"
+                assert body["error"] in {"OperationalError", "ProgrammingError"}
+                assert (await client.get("/healthz")).status_code == 200
 
 
 class TestMetrics:

@@ -1,15 +1,20 @@
 """The worker against a real SMTP server on loopback: delivered, retried, failed, recovered."""
 
+import asyncio
+import os
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from postroom.delivery import service
+from postroom.delivery.models import WorkerHeartbeat
 from postroom.messages.models import EmailMessage
 from tests.factories import make_message
 from tests.harness import Harness, HarnessFactory
+from tests.polling import eventually
 from tests.servers.smtp import smtp_server, write_ca_pem
 
 
@@ -376,3 +381,60 @@ class TestInterruptedAttempts:
                 [attempt] = await h.attempts(created["id"])
                 assert attempt["outcome"] == "unknown"
                 assert "DATA" in attempt["responseBody"]
+
+
+class TestHeartbeat:
+    async def test_a_running_worker_keeps_its_row_fresh_and_removes_it_when_stopped(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        async with harness_factory() as h:
+
+            async def row() -> WorkerHeartbeat | None:
+                async with h.sessionmaker() as session:
+                    return await session.get(WorkerHeartbeat, "test-worker")
+
+            h.worker.heartbeat_seconds = 0.05  # instead of 5: the test waits for a beat
+            started = h.clock.now()
+            stop = asyncio.Event()
+            running = asyncio.create_task(h.worker.run(stop))
+            try:
+                # The first beat is written as the worker starts.
+                await eventually(lambda: _exists(row), timeout=30, what="the worker's row")
+                first = await row()
+                assert first is not None
+                assert (first.host, first.pid) == (socket.gethostname(), os.getpid())
+                assert first.version
+                assert first.started_at == first.last_seen_at == started
+
+                # Later beats move last_seen_at, by the worker's clock.
+                h.clock.advance(timedelta(seconds=30))
+
+                async def moved() -> bool:
+                    found = await row()
+                    return found is not None and found.last_seen_at == h.clock.now()
+
+                await eventually(moved, timeout=30, what="a heartbeat at the new time")
+                later = await row()
+                assert later is not None and later.started_at == started
+            finally:
+                stop.set()
+                await running
+            assert await row() is None
+
+    async def test_rows_of_workers_long_dead_are_dropped_by_housekeeping(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        async with harness_factory() as h:
+            await h.worker.heartbeat()
+            h.clock.advance(service.FORGET_WORKERS_AFTER)
+            await h.worker.housekeeping()
+            async with h.sessionmaker() as session:
+                assert await session.scalar(select(WorkerHeartbeat.id)) == "test-worker"
+            h.clock.advance(timedelta(seconds=1))
+            await h.worker.housekeeping()
+            async with h.sessionmaker() as session:
+                assert await session.scalar(select(WorkerHeartbeat.id)) is None
+
+
+async def _exists(row: Callable[[], Awaitable[WorkerHeartbeat | None]]) -> bool:
+    return await row() is not None

@@ -23,3 +23,7 @@ OUTBOX_DEPTH = Gauge("postroom_outbox_depth", "Messages in outbox (queued or bei
 OUTBOX_OLDEST_DUE_SECONDS = Gauge(
     "postroom_outbox_oldest_due_seconds", "How long the most overdue outbox message has waited"
 )
+WORKERS_LIVE = Gauge(
+    "postroom_workers_live",
+    "Delivery workers whose heartbeat is within POSTROOM_DELIVERY__WORKER_STALE_SECONDS",
+)

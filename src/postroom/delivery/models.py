@@ -1,5 +1,6 @@
-"""The delivery_attempts table (one row per try, written before the network call) and the
-send_pacing table (the next free send slot of each rate-limited credential)."""
+"""The delivery_attempts table (one row per try, written before the network call), the
+send_pacing table (the next free send slot of each rate-limited credential) and the workers
+table (each running delivery worker's heartbeat)."""
 
 from datetime import datetime
 from enum import StrEnum
@@ -48,3 +49,18 @@ class SendPacing(Base):
         ForeignKey("service_credentials.id", ondelete="CASCADE"), primary_key=True
     )
     next_slot_at: Mapped[datetime]
+
+
+class WorkerHeartbeat(Base):
+    """A running worker, embedded or standalone: written when it starts, its last_seen_at moved
+    every few seconds (worker.HEARTBEAT_SECONDS), removed when it stops cleanly. A worker that
+    died leaves its row behind, last seen when it died."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)  # the worker's name
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    started_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime] = mapped_column(index=True)
+    version: Mapped[str] = mapped_column(String(40))

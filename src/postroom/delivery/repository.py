@@ -40,7 +40,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.expression import ColumnClause, Select
 
 from postroom.db.base import UTCDateTime
-from postroom.delivery.models import DeliveryAttempt, Outcome, SendPacing
+from postroom.delivery.models import DeliveryAttempt, Outcome, SendPacing, WorkerHeartbeat
 from postroom.messages.models import DELIVERY_KEY_SQL, EmailMessage, MessageStatus
 
 _messages = cast(Table, EmailMessage.__table__)
@@ -255,6 +255,17 @@ async def record_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> 
         await session.execute(_record_message, rows)
 
 
+async def oldest_due(session: AsyncSession, now: datetime) -> datetime | None:
+    """When the longest-waiting message in outbox became due, if one is due (not waiting for a
+    retry, nor claimed): one probe of ix_email_messages_due, however long the queue."""
+    oldest: datetime | None = await session.scalar(
+        select(func.min(EmailMessage.next_attempt_at)).where(
+            EmailMessage.status == MessageStatus.OUTBOX, EmailMessage.next_attempt_at <= now
+        )
+    )
+    return oldest
+
+
 async def outbox_stats(session: AsyncSession) -> tuple[int, datetime | None]:
     """How many messages are in outbox, and the earliest next_attempt_at among them."""
     row = (
@@ -324,3 +335,30 @@ async def attempts_of(session: AsyncSession, message_id: str) -> list[DeliveryAt
         .order_by(DeliveryAttempt.number, DeliveryAttempt.id)
     )
     return list(found.all())
+
+
+async def save_heartbeat(session: AsyncSession, row: dict[str, Any]) -> None:
+    """The worker's row, inserted, or its last_seen_at moved if it is there already."""
+    dialect = session.get_bind().dialect.name
+    insert_row = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(WorkerHeartbeat)
+    await session.execute(
+        insert_row.values(**row).on_conflict_do_update(
+            index_elements=[WorkerHeartbeat.id], set_={"last_seen_at": row["last_seen_at"]}
+        )
+    )
+
+
+async def delete_heartbeats(
+    session: AsyncSession, *, worker_id: str | None = None, seen_before: datetime | None = None
+) -> None:
+    statement = delete(WorkerHeartbeat)
+    if worker_id is not None:
+        statement = statement.where(WorkerHeartbeat.id == worker_id)
+    if seen_before is not None:
+        statement = statement.where(WorkerHeartbeat.last_seen_at < seen_before)
+    await session.execute(statement)
+
+
+async def workers_seen_since(session: AsyncSession, since: datetime) -> int:
+    count = await session.scalar(select(func.count()).where(WorkerHeartbeat.last_seen_at >= since))
+    return int(count or 0)

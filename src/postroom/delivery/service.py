@@ -427,6 +427,56 @@ async def queue_stats(session: AsyncSession, now: datetime) -> tuple[int, float]
     return depth, max(0.0, overdue)
 
 
+@dataclass(frozen=True)
+class WorkerRecord:
+    """What a worker writes of itself in the workers table."""
+
+    id: str
+    host: str
+    pid: int
+    version: str
+    started_at: datetime
+
+
+# A worker's row not seen for this long belongs to one that died long ago: housekeeping drops it.
+FORGET_WORKERS_AFTER = timedelta(days=1)
+
+
+async def worker_seen(session: AsyncSession, worker: WorkerRecord, now: datetime) -> None:
+    """The worker's heartbeat: its row, written if missing (first beat, or dropped meanwhile)."""
+    await repository.save_heartbeat(
+        session,
+        {
+            "id": worker.id,
+            "host": worker.host,
+            "pid": worker.pid,
+            "version": worker.version,
+            "started_at": worker.started_at,
+            "last_seen_at": now,
+        },
+    )
+
+
+async def worker_stopped(session: AsyncSession, worker_id: str) -> None:
+    await repository.delete_heartbeats(session, worker_id=worker_id)
+
+
+async def forget_dead_workers(session: AsyncSession, now: datetime) -> None:
+    await repository.delete_heartbeats(session, seen_before=now - FORGET_WORKERS_AFTER)
+
+
+async def live_workers(session: AsyncSession, now: datetime, stale_seconds: float) -> int:
+    """Workers (embedded or standalone) whose heartbeat is at most stale_seconds old."""
+    return await repository.workers_seen_since(session, now - timedelta(seconds=stale_seconds))
+
+
+async def waiting_seconds(session: AsyncSession, now: datetime) -> int | None:
+    """How long (whole seconds) the message due longest has waited for a worker; None if none
+    is due."""
+    oldest = await repository.oldest_due(session, now)
+    return None if oldest is None else max(0, int((now - oldest).total_seconds()))
+
+
 async def list_attempts(
     session: AsyncSession, organization_id: str, message_id: str
 ) -> list[DeliveryAttempt]:

@@ -12,6 +12,7 @@ batch_size` messages sent but not recorded (sent again, as duplicates, once thei
 out)."""
 
 import asyncio
+import importlib.metadata
 import logging
 import os
 import random
@@ -21,6 +22,7 @@ import threading
 import time
 from asyncio import FIRST_COMPLETED
 from collections import Counter
+from collections.abc import Callable
 from contextlib import suppress
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -58,6 +60,16 @@ from postroom.settings import Settings
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 600
+# How often a worker writes its heartbeat (the workers table); /readyz and the
+# postroom_workers_live gauge count a worker live for POSTROOM_DELIVERY__WORKER_STALE_SECONDS.
+HEARTBEAT_SECONDS = 5.0
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("postroom")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
 
 
 def _observe(results: list[service.Result], statuses: list[MessageStatus | None]) -> None:
@@ -178,7 +190,16 @@ class Worker:
         self.blobs = files.blob_store(settings)
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{new_id('')[-6:]}"
+        host = socket.gethostname()
+        self.name = name or f"{host}:{os.getpid()}:{new_id('')[-6:]}"
+        self.record = service.WorkerRecord(
+            id=self.name,
+            host=host,
+            pid=os.getpid(),
+            version=_version(),
+            started_at=self.clock.now(),
+        )
+        self.heartbeat_seconds = HEARTBEAT_SECONDS
         # No single send may outlive the lease, or another worker would claim it meanwhile.
         self.send_deadline = settings.delivery.lease_seconds * 0.8
 
@@ -218,12 +239,41 @@ class Worker:
         _observe(results, statuses)
 
     async def housekeeping(self) -> None:
-        """Drops Idempotency-Key answers past their retention."""
+        """Drops Idempotency-Key answers past their retention, and the rows of workers that
+        died long ago."""
         async with self.sessionmaker() as session, session.begin():
             await idempotency.purge_expired(session, self.clock.now())
+            await service.forget_dead_workers(session, self.clock.now())
+
+    async def heartbeat(self) -> None:
+        """Says this worker is alive, now (by its clock): its row in the workers table."""
+        async with self.sessionmaker() as session, session.begin():
+            await service.worker_seen(session, self.record, self.clock.now())
+
+    async def _beat(self) -> None:
+        """A heartbeat every heartbeat_seconds, on its own: the loop may wait a long time (for
+        sends to free a share), and a worker that waits is still alive."""
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                await self.heartbeat()
+            except Exception:
+                # The database may be restarting; the next beat tries again.
+                log.exception("heartbeat not recorded", extra={"worker": self.name})
+
+    async def _sign_off(self) -> None:
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                await service.worker_stopped(session, self.name)
+        except Exception:
+            # Its row goes stale instead: no longer counted live after the stale window.
+            log.exception("worker row not removed", extra={"worker": self.name})
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Until `stop` is set; the sends under way are finished and recorded first."""
+        """Until `stop` is set; the sends under way are finished and recorded first. Raises if
+        the worker cannot even write its first heartbeat (its database is not one it can use)."""
+        await self.heartbeat()
+        beating = asyncio.create_task(self._beat())
         log.info("delivery worker started", extra={"worker": self.name})
         next_housekeeping = 0.0
         await load_http_stack()
@@ -270,6 +320,8 @@ class Worker:
                 await asyncio.wait(sending)
             await outcomes.join()
             recorder.cancel()
+            beating.cancel()
+        await self._sign_off()
         log.info("delivery worker stopped", extra={"worker": self.name})
 
     @staticmethod
@@ -391,11 +443,22 @@ async def run_worker(
 
 class EmbeddedWorker:
     """The worker of `postroom serve`, in a thread with its own event loop, so building and
-    sending mail never stalls the API's loop (and a stalled send never stalls a request)."""
+    sending mail never stalls the API's loop (and a stalled send never stalls a request).
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    If it dies (anything but a stop asked for), `failure` says why and `on_death` is called,
+    from the worker's thread: `serve` then shuts the API down rather than go on accepting mail
+    nobody delivers, and /readyz answers 503 meanwhile."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        on_death: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        self.on_death = on_death
+        self.failure: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -406,7 +469,13 @@ class EmbeddedWorker:
         self._ready.wait(timeout=30)
 
     def _main(self) -> None:
-        asyncio.run(self._run())
+        try:
+            asyncio.run(self._run())
+        except BaseException as error:  # cancelled (killed) counts as died too
+            self.failure = error
+            log.critical("delivery worker died", exc_info=error)
+            if self.on_death is not None:
+                self.on_death(error)
 
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -416,6 +485,7 @@ class EmbeddedWorker:
 
     def stop(self, timeout: float | None = None) -> None:
         """Asks the worker to finish its batch and waits for it (from any thread)."""
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            with suppress(RuntimeError):  # its loop closed meanwhile: it has stopped already
+                self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)

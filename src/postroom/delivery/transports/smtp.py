@@ -37,9 +37,14 @@ class SmtpConfig:
     @classmethod
     def from_url(cls, url: str) -> "SmtpConfig":
         """smtp://user:pass@host:port?encryption=none|tls|ssl&auth=plain|login|cram-md5"""
-        parts = urlsplit(url)
+        expected = "expected smtp://[user:pass@]host[:port][?encryption=tls]"
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:  # its text may quote part of the URL, the password's included
+            raise ValueError(expected) from None
         if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
-            raise ValueError("expected smtp://[user:pass@]host[:port][?encryption=tls]")
+            raise ValueError(expected)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         encryption = query.get("encryption", "ssl" if parts.scheme == "smtps" else "none")
         if encryption not in {"none", "tls", "ssl"}:
@@ -50,7 +55,7 @@ class SmtpConfig:
             raise ValueError("auth must be none, plain, login or cram-md5")
         return cls(
             host=parts.hostname,
-            port=parts.port or (465 if encryption == "ssl" else 25),
+            port=port or (465 if encryption == "ssl" else 25),
             encryption=encryption,  # type: ignore[arg-type]
             auth=auth,  # type: ignore[arg-type]
             username=username,

@@ -2,7 +2,7 @@
 system organization that mails the tokens
 
 Revision ID: a1b2c3d4e5f6
-Revises: c3d4e5f6a7b8
+Revises: b2c3d4e5f6a7
 Create Date: 2026-12-04 02:00:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from postroom.db.base import UTCDateTime
 
 revision: str = "a1b2c3d4e5f6"
-down_revision: str | None = "c3d4e5f6a7b8"
+down_revision: str | None = "b2c3d4e5f6a7"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
