@@ -1,27 +1,28 @@
-"""Header lines of the outgoing message, written directly: folded at whitespace to 78 octets
-where a word allows it (998, RFC 5322's limit, always), with CRLF line ends.
+"""Header lines of the outgoing message: folded at whitespace to 78 octets where a word allows
+it (998, RFC 5322's limit, always), with CRLF line ends.
 
 Text that is not plain ASCII (a subject, a display name, a file name) goes as RFC 2047 encoded
-words, or RFC 2231 parameters for a file name, in every message: only addresses are written as
-raw UTF-8, and only in a message that goes with SMTPUTF8 (the only one that can have them).
+words (email.quoprimime, email.base64mime) or, for a file name, RFC 2231 parameters
+(email.utils) in sections that fit a line, in every message: only addresses are written as raw
+UTF-8, and only in a message that goes with SMTPUTF8 (the only one that can have them). The
+standard library encodes; what is ours is the folding, which its fast (compat32) API does not
+do for RFC 2231 sections or raw UTF-8 addresses, and its modern one does at 2.5-9 ms a message
+(bench/RESULTS.md).
 """
 
-import base64
 import re
-from urllib.parse import quote
+from email import base64mime, quoprimime
+from email.utils import encode_rfc2231
 
 _LINE = 78
 _CRLF = "\r\n"
 _WSP = " \t"
 _SPLIT_WSP = re.compile(r"([ \t]+)")
-# RFC 2047 5(3): the characters a "Q" encoded word may carry as they are, in a phrase too.
-_Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
-_EW_OVERHEAD = len("=?utf-8?q??=")
-_EW_MAX = 75  # RFC 2047 2: an encoded word is at most 75 characters
 # RFC 5322 atext, words separated by single spaces: a display name that needs no quotes.
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-# RFC 2231 attribute-char: what a parameter value carries unescaped.
-_PARAM_SAFE = "!#$&+-.^_`|~"
+_EW_OVERHEAD = len("=?utf-8?q??=")
+_EW_MAX = 75  # RFC 2047 2: an encoded word is at most 75 characters
+_MIN_ROOM = 20  # the least room left on a line that an encoded word starts on
 _CONTINUATION = {"%8", "%9", "%A", "%B"}  # %80-%BF: not the first byte of a character
 
 
@@ -43,10 +44,6 @@ class _Folder:
         self._line = name + ":"
         self._start = self._width = len(self._line)
 
-    @property
-    def room(self) -> int:
-        return _LINE - self._width
-
     def add(self, piece: str) -> None:
         size = _octets(piece)
         if self._width + size > _LINE and self._width > self._start:
@@ -59,7 +56,10 @@ class _Folder:
     def add_encoded(self, text: str, lead: str = " ") -> None:
         """`text` as encoded words, the first after `lead`, the others after a space (which a
         reader drops between two encoded words)."""
-        for word in _encoded_words(text, self.room - len(lead), _LINE - len(lead)):
+        used = self._width + len(lead)
+        if _LINE - used < _MIN_ROOM:
+            used = len(lead)  # the first word goes on a line of its own
+        for word in _encoded_words(text, used):
             self.add(lead + word)
             lead = " "
 
@@ -68,44 +68,28 @@ class _Folder:
         return _CRLF.join(self._lines) + _CRLF
 
 
-def _encoded_words(text: str, first: int, rest: int) -> list[str]:
-    """`text` as "utf-8" encoded words of at most `first` characters for the first (if that
-    leaves room for a few characters; `rest` otherwise) and `rest` for the others, each at
-    most 75. "q" or "b", whichever is shorter for the whole text."""
+def _encoded_words(text: str, used: int) -> list[str]:
+    """`text` as "utf-8" encoded words, "q" or "b" (whichever is shorter for the whole text),
+    encoded by the standard library: the first fits a line whose first `used` octets are taken,
+    each other one a folded line of its own, none longer than 75 (RFC 2047), none splitting a
+    character. (email.header.Header would also do the chunking, but it breaks the text at
+    U+2028, U+0085 and the other line boundaries of str.splitlines and joins it with spaces.)"""
     data = text.encode()
-    q_size = sum(1 if byte in _Q_SAFE or byte == 0x20 else 3 for byte in data)
-    use_b = (len(data) + 2) // 3 * 4 < q_size
-    budget = min(first, _EW_MAX) - _EW_OVERHEAD
-    if budget < 12:  # the most one character can take (4 bytes, "q")
-        budget = min(rest, _EW_MAX) - _EW_OVERHEAD
+    use_b = base64mime.header_length(data) < quoprimime.header_length(data)
+    length = base64mime.header_length if use_b else quoprimime.header_length
+    encode = base64mime.header_encode if use_b else quoprimime.header_encode
+    budget = min(_LINE - used, _EW_MAX) - _EW_OVERHEAD
     words: list[str] = []
-    chunk: list[str] = []
-    size = raw = 0
+    chunk = b""
     for char in text:
-        encoded = char.encode()
-        if use_b:
-            grown = (raw + len(encoded) + 2) // 3 * 4
-        else:
-            grown = size + sum(1 if b in _Q_SAFE or b == 0x20 else 3 for b in encoded)
-        if chunk and grown > budget:
-            words.append(_encoded_word("".join(chunk), use_b))
-            budget = min(rest, _EW_MAX) - _EW_OVERHEAD
-            chunk, raw = [], 0
-            grown = (len(encoded) + 2) // 3 * 4 if use_b else grown - size
-        chunk.append(char)
-        raw += len(encoded)
-        size = grown
-    if chunk or not words:
-        words.append(_encoded_word("".join(chunk), use_b))
+        grown = chunk + char.encode()
+        if chunk and length(grown) > budget:
+            words.append(encode(chunk, "utf-8"))
+            budget = min(_LINE - 1, _EW_MAX) - _EW_OVERHEAD
+            grown = char.encode()
+        chunk = grown
+    words.append(encode(chunk, "utf-8"))
     return words
-
-
-def _encoded_word(text: str, use_b: bool) -> str:
-    data = text.encode()
-    if use_b:
-        return f"=?utf-8?b?{base64.b64encode(data).decode('ascii')}?="
-    encoded = "".join(chr(b) if b in _Q_SAFE else "_" if b == 0x20 else f"={b:02X}" for b in data)
-    return f"=?utf-8?q?{encoded}?="
 
 
 def unstructured(name: str, text: str) -> str:
@@ -204,7 +188,7 @@ def with_parameter(name: str, value: str, parameter: str, text: str) -> str:
         escaped = text.replace("\\", "\\\\").replace('"', '\\"')
         folder.add(f' {parameter}="{escaped}"')
         return folder.text()
-    encoded = quote(text, safe=_PARAM_SAFE)
+    encoded = encode_rfc2231(text, "utf-8").removeprefix("utf-8''")
     sections: list[str] = []
     prefix = "utf-8''"
     while encoded or not sections:
