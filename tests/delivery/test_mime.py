@@ -39,9 +39,7 @@ def _parse(data: bytes) -> EmailMessage:
 
 
 class TestMimeStream:
-    def test_attachments_are_base64_parts_between_the_stdlib_structure(
-        self, tmp_path: Path
-    ) -> None:
+    def test_attachments_are_base64_parts_streamed_into_the_structure(self, tmp_path: Path) -> None:
         pdf, blob = pdf_bytes(500_000), os.urandom(1000)
         message = _message(
             _file(tmp_path / "a", pdf, "a.pdf", "application/pdf"),

@@ -33,6 +33,8 @@ _BACKLOG = 1024
 @dataclass
 class Received:
     mail_from: str
+    mail_options: list[str]
+    """MAIL FROM's parameters as sent, e.g. ["SMTPUTF8"]."""
     rcpt_tos: list[str]
     data: bytes
     """The message as received: CRLF line endings, dot-stuffing undone."""
@@ -232,6 +234,7 @@ class _Handler:
             authenticated_as = session.auth_data if session.authenticated else None
             received = Received(
                 mail_from=envelope.mail_from or "",
+                mail_options=list(envelope.mail_options),
                 rcpt_tos=list(envelope.rcpt_tos),
                 data=data,
                 message=message,
@@ -370,6 +373,7 @@ def smtp_server(
         # aiosmtpd does not know the socket is encrypted, so it must not require it either.
         auth_require_tls=starttls,
         authenticator=handler.authenticate,
+        enable_SMTPUTF8=True,
     )
     try:
         controller.start()

@@ -1,16 +1,17 @@
-"""The message as it goes out, and its MIME form, built with the standard library's email."""
+"""The message as it goes out, and its MIME form."""
 
 import base64
 import binascii
+import re
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage, Message
-from email.policy import SMTP, SMTPUTF8, Compat32, Policy
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from pathlib import Path
 from typing import BinaryIO
+
+from postroom.delivery.mime_headers import address_list, mailbox, unstructured, with_parameter
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,13 @@ class OutgoingMessage:
         return not all(address.isascii() for address in (self.sender, *self.recipients))
 
 
+_LINE = 78  # RFC 5322's "SHOULD" line length
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 def _one_line(value: str) -> str:
-    # The API refuses line breaks in the subject; this keeps any older row from adding headers.
-    return " ".join(value.splitlines())
+    # The API refuses line breaks in header text; this keeps any older row from adding headers.
+    return " ".join(_LINE_BREAK.split(value))
 
 
 # Raw bytes of an attachment read at a time: a multiple of 57, so that each read encodes to
@@ -67,9 +72,9 @@ class MimeStream:
     never held whole in memory: multipart/alternative of the text and HTML bodies, inside a
     multipart/mixed with each attachment as a base64 part named by its filename.
 
-    The standard library's email package builds the headers and structure, with a unique
-    marker as each attachment's body; iterating yields that text with each marker replaced by
-    the file's base64 lines, read from disk a chunk at a time. The attachment files are opened
+    The headers and structure are built with a unique marker as each attachment's body;
+    iterating yields that text with each marker replaced by the file's base64 lines, read from
+    disk a chunk at a time. The attachment files are opened
     here, so a missing one fails before anything is sent (OSError); `close()` closes them.
     """
 
@@ -117,112 +122,95 @@ def _base64_lines(handle: BinaryIO) -> Iterator[bytes]:
 
 
 def _skeleton(message: OutgoingMessage, markers: list[str]) -> bytes:
-    """The message, with `markers` as the attachments' bodies. Two builders, both the standard
-    library's email package. The common message (ASCII addresses, no attachments) is built
-    with the compat32 `Message` API: bodies encoded once by us, headers stored as given (each
-    one a single line) and folded by the generator. That is about ten times cheaper than
-    `EmailMessage`, whose header registry parses every header we set: 2.5-9 ms a message,
-    more than the whole SMTP exchange (bench/RESULTS.md). Anything else (attachments, SMTPUTF8
-    addresses, a subject too long to stay unfolded) takes `EmailMessage`."""
-    if not markers and not message.needs_smtputf8 and len(message.subject) <= _MAX_SUBJECT:
-        return _build_compat32(message)
-    return _build_email_message(message, markers)
-
-
-def _build_email_message(message: OutgoingMessage, markers: Sequence[str] = ()) -> bytes:
-    mime = EmailMessage(policy=SMTPUTF8 if message.needs_smtputf8 else SMTP)
-    mime["From"] = (
-        formataddr((message.sender_name, message.sender)) if message.sender_name else message.sender
-    )
-    mime["To"] = ", ".join(message.to)
+    """The message, with `markers` as the attachments' bodies: headers and structure written
+    directly (mime_headers), bodies encoded once. The standard library's `EmailMessage` parses
+    every header it is given and costs 2.5-9 ms a message, more than the whole SMTP exchange
+    (bench/RESULTS.md); this is a few hundredths of that. Every body part is 7-bit, so only an
+    address can make the message need SMTPUTF8."""
+    headers = [
+        mailbox("From", message.sender_name and _one_line(message.sender_name), message.sender)
+    ]
+    headers.append(address_list("To", tuple(map(_one_line, message.to))))
     if message.cc:
-        mime["Cc"] = ", ".join(message.cc)
-    mime["Subject"] = _one_line(message.subject)
-    mime["Date"] = format_datetime(message.date)
-    mime["Message-ID"] = message.message_id_header
-    mime.set_content(message.text)
-    mime.add_alternative(message.html, subtype="html")
-    if message.attachments:
-        mime.make_mixed()
-    for attachment, marker in zip(message.attachments, markers, strict=True):
-        mime.attach(_attachment_part(attachment, marker, mime.policy))
-    return mime.as_bytes()
-
-
-# "Subject: " and up to this many characters stay within RFC 5322's 998 per line even when
-# the generator finds no space to fold at.
-_MAX_SUBJECT = 900
-_LINE = 78  # RFC 5322's "SHOULD" line length, the stdlib's default
-
-
-class _Policy(Compat32):
-    """compat32, CRLF line ends, and no Header object for a header that fits one line as is."""
-
-    def fold_binary(self, name: str, value: str) -> bytes:
-        if value.isascii() and len(name) + 2 + len(value) <= _LINE:
-            return f"{name}: {value}{self.linesep}".encode("ascii")
-        return super().fold_binary(name, value)
-
-
-_COMPAT32_SMTP = _Policy(linesep="\r\n", max_line_length=_LINE)
-
-
-def _build_compat32(message: OutgoingMessage) -> bytes:
-    root = Message(policy=_COMPAT32_SMTP)
-    # Every value is made one line here: compat32 would write a line break as it is.
-    sender = (
-        formataddr((message.sender_name, message.sender), charset="utf-8")
-        if message.sender_name
-        else message.sender
+        headers.append(address_list("Cc", tuple(map(_one_line, message.cc))))
+    headers += [
+        unstructured("Subject", _one_line(message.subject)),
+        f"Date: {format_datetime(message.date)}\r\n",
+        f"Message-ID: {_one_line(message.message_id_header)}\r\n",
+        "MIME-Version: 1.0\r\n",
+    ]
+    alternative = _multipart(
+        "alternative", [_text_part(message.text, "plain"), _text_part(message.html, "html")]
     )
-    root["From"] = _one_line(sender)
-    root["To"] = _one_line(", ".join(message.to))
-    if message.cc:
-        root["Cc"] = _one_line(", ".join(message.cc))
-    root["Subject"] = _one_line(message.subject)
-    root["Date"] = format_datetime(message.date)
-    root["Message-ID"] = _one_line(message.message_id_header)
-    root["MIME-Version"] = "1.0"
+    if markers:
+        parts = [alternative]
+        for attachment, marker in zip(message.attachments, markers, strict=True):
+            parts.append(_attachment_part(attachment) + marker)
+        body = _multipart("mixed", parts)
+    else:
+        body = alternative
+    return ("".join(headers) + body).encode()
+
+
+def _multipart(subtype: str, parts: list[str]) -> str:
+    """Each part is its headers, a blank line and its body, which does not end with a line
+    break of its own: the CRLF before a delimiter belongs to the delimiter."""
     # Our own boundary: 128 random bits cannot occur in a body written before it was drawn, and
-    # "=_" never occurs in quoted-printable. (The generator would otherwise draw one and compile
-    # a regular expression to search every body for it: a third of this function's time.)
-    root["Content-Type"] = f'multipart/alternative; boundary="=_{secrets.token_hex(16)}"'
-    root.set_payload([_text_part(message.text, "plain"), _text_part(message.html, "html")])
-    return root.as_bytes(policy=_COMPAT32_SMTP)
+    # "=_" never occurs in quoted-printable or base64.
+    boundary = f"=_{secrets.token_hex(16)}"
+    delimiter = f"\r\n--{boundary}\r\n"
+    return (
+        f'Content-Type: multipart/{subtype};\r\n boundary="{boundary}"\r\n\r\n--{boundary}\r\n'
+        + delimiter.join(parts)
+        + f"\r\n--{boundary}--\r\n"
+    )
 
 
-def _text_part(text: str, subtype: str) -> Message:
-    """7bit when ASCII lines of at most 78 characters (as the stdlib's heuristic decides);
-    quoted-printable otherwise, so that the message is 7-bit clean whatever the server."""
-    part = Message(policy=_COMPAT32_SMTP)
-    lines = text.splitlines()
+# What a 7bit body must not hold (RFC 2045 2.7): controls other than tab and line ends.
+_NOT_7BIT_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _text_part(text: str, subtype: str) -> str:
+    """7bit when ASCII lines of at most 78 characters; quoted-printable otherwise, so that the
+    message is 7-bit clean whatever the server. Line ends become CRLF; a final one is added."""
+    lines = _LINE_BREAK.split(text)
+    if lines[-1] == "":
+        lines.pop()
     body = "\n".join(lines) + "\n"
-    if body.isascii() and max(map(len, lines), default=0) <= _LINE:
+    if (
+        body.isascii()
+        and max(map(len, lines), default=0) <= _LINE
+        and not _NOT_7BIT_TEXT.search(body)
+    ):
         encoding = "7bit"
     else:
         encoding = "quoted-printable"
         body = binascii.b2a_qp(body.encode(), istext=True).decode("ascii")
-    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
-    part["Content-Transfer-Encoding"] = encoding
-    part.set_payload(body)
-    return part
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+        f"Content-Transfer-Encoding: {encoding}\r\n\r\n" + body.replace("\n", "\r\n")
+    )
 
 
-def _attachment_part(attachment: AttachmentFile, marker: str, policy: Policy) -> EmailMessage:
+_TOKEN = re.compile(r"[A-Za-z0-9!#$&^_.+-]+")
+
+
+def _attachment_part(attachment: AttachmentFile) -> str:
+    """The part's headers and the blank line: its body, the base64 lines, follows."""
     maintype, _, subtype = attachment.content_type.partition("/")
-    if not (maintype.isascii() and maintype.replace("-", "").isalnum() and subtype):
+    if not (_TOKEN.fullmatch(maintype) and _TOKEN.fullmatch(subtype)):
         maintype, subtype = "application", "octet-stream"
-    filename = _one_line(attachment.filename)
-    part = EmailMessage(policy=policy)
-    part["Content-Type"] = f"{maintype}/{subtype}"
+    content_type = f"{maintype}/{subtype}"
     if maintype == "text":
         # The files service keeps a text type only for content it found to be UTF-8.
-        part.set_param("charset", "utf-8")
-    part.set_param("name", filename)
-    part["Content-Transfer-Encoding"] = "base64"
-    part.add_header("Content-Disposition", "attachment", filename=filename)
-    part.set_payload(marker)
-    return part
+        content_type += '; charset="utf-8"'
+    filename = _one_line(attachment.filename)
+    return (
+        with_parameter("Content-Type", content_type, "name", filename)
+        + "Content-Transfer-Encoding: base64\r\n"
+        + with_parameter("Content-Disposition", "attachment", "filename", filename)
+        + "\r\n"
+    )
 
 
 def build_mime(message: OutgoingMessage) -> bytes:

@@ -11,13 +11,21 @@ from postroom.messages.models import EmailMessage, MessageStatus
 
 
 def _valid_address(value: str) -> str:
+    """The address as typed, once email-validator finds it valid. Not its `.normalized` form,
+    which writes a punycode domain (xn--) in Unicode: that is another address to a server
+    without IDNA support, and makes a message need SMTPUTF8 that did not."""
     try:
-        return validate_email(value, check_deliverability=False).normalized
+        validate_email(value, check_deliverability=False)
     except EmailNotValidError as error:
         raise ValueError(f"not a valid email address: {error}") from None
+    return value
 
 
-EmailAddress = Annotated[str, StringConstraints(max_length=254), AfterValidator(_valid_address)]
+EmailAddress = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=254),
+    AfterValidator(_valid_address),
+]
 
 
 # Request limits (README "Limits"): a transactional message is not a mailing list.
