@@ -15,6 +15,7 @@ from postroom.senders import service as senders
 from tests.factories import make_message, message_body
 from tests.harness import HarnessFactory
 from tests.servers.esp import PostmarkServer, serving
+from tests.servers.smtp import smtp_server
 
 TOKEN = "postmark-token"
 
@@ -327,6 +328,33 @@ class TestDelivery:
             assert 'From: "Acme, Inc." <billing@example.com>' in eml
             [attempt] = await h.attempts(created["id"])
             assert (attempt["transport"], attempt["credentialHash"]) == ("eml", None)
+
+    async def test_a_name_with_a_comma_arrives_as_one_address(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        with smtp_server() as smtp:
+            async with harness_factory() as h:
+                credential = await h.client.post(
+                    "/service-credentials/smtp", json={"host": "127.0.0.1", "port": smtp.port}
+                )
+                await create_setting(
+                    h.client,
+                    credentialId=credential.json()["id"],
+                    verify=h.sessionmaker,
+                    isDefault=True,
+                    name="Zoë's Shop, Inc.",
+                )
+                created = await make_message(
+                    h.client, status="outbox", **{"from": "billing@example.com"}
+                )
+                await h.deliver()
+                assert (await h.message(created["id"]))["status"] == "sent"
+        [received] = smtp.received
+        [sender] = received.message["From"].addresses
+        assert (sender.display_name, sender.addr_spec) == (
+            "Zoë's Shop, Inc.",
+            "billing@example.com",
+        )
 
     async def test_a_queued_message_keeps_the_setting_it_was_queued_with(
         self, harness_factory: HarnessFactory, postmark: PostmarkServer
