@@ -23,6 +23,8 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from tests.servers.raw import serving_tcp
+
 HOST = "127.0.0.1"
 _REPLY = re.compile(r"[2-5][0-9][0-9]( .*)?")
 # Senders in a crash test open many connections at once; asyncio's default backlog of 100
@@ -495,9 +497,9 @@ async def hostile_server(
     running loop until the block ends, that greets with `greeting` and answers the end of each
     message with `data_reply`: raw bytes, NUL, invalid UTF-8 or a 1 MiB line as the test likes."""
     state = HostileSmtp(port=0)
-    handlers: set[asyncio.Task[None]] = set()
 
     async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        state.connections += 1
         writer.write(greeting)
         await writer.drain()
         while line := await reader.readline():
@@ -521,26 +523,6 @@ async def hostile_server(
             writer.write(data_reply)
             await writer.drain()
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
-        state.connections += 1
-        try:
-            await converse(reader, writer)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-            handlers.discard(task)
-
-    # The limit is the longest line read: a message's lines are at most 998 bytes.
-    server = await asyncio.start_server(handle, HOST, 0, limit=1 << 16)
-    state.port = server.sockets[0].getsockname()[1]
-    try:
+    async with serving_tcp(converse) as port:
+        state.port = port
         yield state
-    finally:
-        server.close()
-        for task in list(handlers):
-            task.cancel()
-        await server.wait_closed()

@@ -39,16 +39,24 @@ VERIFY_DOC = (
 )
 
 
-async def _mail_token(
-    request: Request, session: SessionDep, settings: SettingsDep, now: ClockDep, pending: Pending
-) -> None:
+async def _mailed(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    organization_id: str,
+    pending: Pending,
+) -> EmailDeliverySettingRead:
+    """The setting as answered, after its new token (if one was issued) is mailed."""
     await verification.mail_token(
         session,
         pending,
         sender=settings.senders.verification_from,
         base_url=settings.senders.public_url or str(request.base_url),
-        now=now.now(),
+        now=clock.now(),
     )
+    [read] = await _reads(request, session, organization_id, [pending.setting])
+    return read
 
 
 def _token_ttl(settings: SettingsDep) -> timedelta:
@@ -110,8 +118,7 @@ async def create_email_delivery_setting(
     pending = await service.create_setting(
         session, organization_id, body, clock.now(), token_ttl=_token_ttl(settings)
     )
-    await _mail_token(request, session, settings, clock, pending)
-    [read] = await _reads(request, session, organization_id, [pending.setting])
+    read = await _mailed(request, session, settings, clock, organization_id, pending)
     response.headers["Location"] = read.links[0].href
     return read
 
@@ -150,9 +157,7 @@ async def update_email_delivery_setting(
     pending = await service.update_setting(
         session, organization_id, id, body, clock.now(), token_ttl=_token_ttl(settings)
     )
-    await _mail_token(request, session, settings, clock, pending)
-    [read] = await _reads(request, session, organization_id, [pending.setting])
-    return read
+    return await _mailed(request, session, settings, clock, organization_id, pending)
 
 
 @router.post(
@@ -174,9 +179,7 @@ async def resend_email_delivery_setting_verification(
     pending = await service.renew_token(
         session, organization_id, id, clock.now(), token_ttl=_token_ttl(settings)
     )
-    await _mail_token(request, session, settings, clock, pending)
-    [read] = await _reads(request, session, organization_id, [pending.setting])
-    return read
+    return await _mailed(request, session, settings, clock, organization_id, pending)
 
 
 @router.delete(
