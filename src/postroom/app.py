@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -14,6 +15,7 @@ from postroom.api.problems import install_problem_handlers
 from postroom.api.ratelimit import RateLimiter
 from postroom.api.routes import include_routes
 from postroom.api.transactions import TransactionMiddleware
+from postroom.auth import service as auth
 from postroom.core.clock import Clock, SystemClock
 from postroom.core.crypto import SecretBox
 from postroom.core.logging import configure_logging
@@ -83,6 +85,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
+    app.state.caller_cache = auth.CallerCache(
+        timedelta(seconds=settings.limits.api_key_cache_seconds)
+    )
     app.state.secret_box = SecretBox(settings.stored_secret())
     install_problem_handlers(app)
     install_replay_handler(app)

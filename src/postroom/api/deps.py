@@ -39,7 +39,10 @@ async def _organization(
 ) -> str:
     """The caller's organization; on the way, the rate limit and the Idempotency-Key."""
     key = reb_apikey or (bearer.credentials if bearer else None)
-    caller = await auth.authenticate(session, key)
+    app_state = request.app.state
+    caller = await auth.authenticate(
+        session, key, cache=app_state.caller_cache, now=app_state.clock.now()
+    )
     # Under /organizations/{organizationId}/…, the path must name the key's own organization;
     # another one answers as if it did not exist.
     in_path = request.path_params.get("organizationId")
