@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import (
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-        )
+        # No ping before each use (a round trip on every request): a connection found dead is
+        # replaced, with every one older than it, and its request answered 503 (api/problems).
+        return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
