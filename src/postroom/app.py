@@ -19,7 +19,7 @@ from postroom.auth import service as auth
 from postroom.core.clock import Clock, SystemClock
 from postroom.core.crypto import SecretBox
 from postroom.core.logging import configure_logging
-from postroom.db.engine import create_engine, create_sessionmaker
+from postroom.db.engine import create_engine, create_sessionmaker, reading
 from postroom.delivery.worker import EmbeddedWorker
 from postroom.settings import Settings, load_settings
 
@@ -51,6 +51,7 @@ def create_app(
         engine = create_engine(settings.resolved_database_url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.read_sessionmaker = create_sessionmaker(reading(engine))
         app.state.rate_limiter = RateLimiter(settings.limits)
         worker = EmbeddedWorker(settings, clock, on_worker_death) if embedded_worker else None
         app.state.embedded_worker = worker

@@ -16,6 +16,7 @@ from postroom.idempotency import service as idempotency
 
 log = logging.getLogger(__name__)
 
+_READS = {"GET", "HEAD"}
 # Headers of a stored answer that a replay gives again.
 _REPLAYED = {"content-type", "location"}
 
@@ -30,7 +31,10 @@ class TransactionMiddleware:
             return
         state = scope.setdefault("state", {})
         fastapi_app = scope["app"]
-        async with fastapi_app.state.sessionmaker() as session:
+        # GET and HEAD only read: on SQLite their transaction takes no write lock.
+        reads = scope["method"] in _READS
+        makers = fastapi_app.state
+        async with (makers.read_sessionmaker if reads else makers.sessionmaker)() as session:
             state["session"] = session
             start: Message = {}
             parts: list[bytes] = []
