@@ -17,6 +17,8 @@ from postroom.idempotency import service as idempotency
 log = logging.getLogger(__name__)
 
 _READS = {"GET", "HEAD"}
+# Routes that never touch the database: no session, no transaction.
+_NO_DATABASE = {"/healthz"}
 # Headers of a stored answer that a replay gives again.
 _REPLAYED = {"content-type", "location"}
 
@@ -26,7 +28,7 @@ class TransactionMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in _NO_DATABASE:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
