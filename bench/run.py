@@ -150,7 +150,7 @@ async def run(options: Options) -> dict[str, Any]:
             if "ingest" in options.sections:
                 runs = []
                 for count in sizes.ingest_processes:
-                    for server in ("baseline", "postroom"):
+                    for server in ("baseline", "durable", "postroom"):
                         log(f"ingest: {server}, {count} process(es), {sizes.ingest_seconds:.0f}s")
                         result = await ingest.measure(
                             group,
@@ -159,6 +159,7 @@ async def run(options: Options) -> dict[str, Any]:
                             database_url=database_url,
                             data_dir=data_dir,
                             api_key=org.api_key,
+                            organization_id=org.organization_id,
                             connections=sizes.ingest_connections,
                             seconds=sizes.ingest_seconds,
                             warmup=sizes.ingest_warmup,

@@ -33,11 +33,16 @@ async def test_every_section_runs_and_every_message_is_delivered(
     )
 
     ingest = result["ingest"]["runs"]
-    assert {(r["server"], r["processes"]) for r in ingest} == {("baseline", 1), ("postroom", 1)}
+    assert {(r["server"], r["processes"]) for r in ingest} == {
+        ("baseline", 1),
+        ("durable", 1),
+        ("postroom", 1),
+    }
     for run_ in ingest:
         assert run_["requests"] > 0 and run_["errors"] == 0
-    [postroom] = [r for r in ingest if r["server"] == "postroom"]
-    assert postroom["stored"] >= postroom["requests"]  # every 201 is a stored message
+    for stores in ("durable", "postroom"):
+        [run_] = [r for r in ingest if r["server"] == stores]
+        assert run_["stored"] >= run_["requests"]  # every 201 is a stored message
 
     # run_workers fails unless every message ends `sent` with exactly one attempt.
     delivery = result["delivery"]["runs"]

@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -14,10 +15,11 @@ from postroom.api.problems import install_problem_handlers
 from postroom.api.ratelimit import RateLimiter
 from postroom.api.routes import include_routes
 from postroom.api.transactions import TransactionMiddleware
+from postroom.auth import service as auth
 from postroom.core.clock import Clock, SystemClock
 from postroom.core.crypto import SecretBox
 from postroom.core.logging import configure_logging
-from postroom.db.engine import create_engine, create_sessionmaker
+from postroom.db.engine import create_engine, create_sessionmaker, reading
 from postroom.delivery.worker import EmbeddedWorker
 from postroom.settings import Settings, load_settings
 
@@ -49,6 +51,7 @@ def create_app(
         engine = create_engine(settings.resolved_database_url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.read_sessionmaker = create_sessionmaker(reading(engine))
         app.state.rate_limiter = RateLimiter(settings.limits)
         worker = EmbeddedWorker(settings, clock, on_worker_death) if embedded_worker else None
         app.state.embedded_worker = worker
@@ -83,6 +86,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
+    app.state.caller_cache = auth.CallerCache(
+        timedelta(seconds=settings.limits.api_key_cache_seconds)
+    )
     app.state.secret_box = SecretBox(settings.stored_secret())
     install_problem_handlers(app)
     install_replay_handler(app)

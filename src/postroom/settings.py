@@ -180,6 +180,13 @@ class LimitSettings(BaseModel):
         None, description="redis://host:port to share rate limits between API processes"
     )
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="largest JSON request body")
+    api_key_cache_seconds: float = Field(
+        10,
+        ge=0,
+        description="how long an API process remembers which organization a key reaches "
+        "without asking the database; a revoked key keeps working there for at most this "
+        "long (0: ask every time)",
+    )
     idempotency_retention_hours: float = Field(
         7 * 24, gt=0, description="how long an Idempotency-Key's answer is kept"
     )

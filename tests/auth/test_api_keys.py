@@ -1,13 +1,17 @@
 """API keys over HTTP: who may call, and that an organization sees only its own messages."""
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from postroom.auth import service as auth
+from postroom.auth.models import ApiKey
 from tests.factories import make_message, make_org, message_body
+from tests.harness import HarnessFactory
 from tests.servers.http import CLIENT_TLS
 
 UNKNOWN_ORG = "org_01JD0000000000000000000000"
@@ -166,3 +170,29 @@ class TestOrganizationPath:
         self, client: httpx.AsyncClient
     ) -> None:
         assert_problem(await client.get(f"/organizations/{UNKNOWN_ORG}/email-messages"), 404)
+
+
+class TestKeyCache:
+    async def test_a_revoked_key_works_for_at_most_the_cache_time(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        async with harness_factory() as h:
+            assert (await h.client.get("/email-messages")).status_code == 200  # now remembered
+            async with h.sessionmaker() as session, session.begin():
+                await session.execute(update(ApiKey).values(revoked_at=h.clock.now()))
+            assert (await h.client.get("/email-messages")).status_code == 200
+            h.clock.advance(timedelta(seconds=h.settings.limits.api_key_cache_seconds))
+            assert_problem(await h.client.get("/email-messages"), 401)
+
+    def test_only_valid_keys_for_ttl_and_at_most_size(self) -> None:
+        now = datetime(2026, 12, 4, tzinfo=UTC)
+        cache = auth.CallerCache(timedelta(seconds=10), size=2)
+        callers = [auth.Caller(f"key_{n}", f"org_{n}") for n in range(3)]
+        for n, caller in enumerate(callers):
+            cache.put(f"hash{n}", caller, now)
+        assert cache.get("hash0", now) is None  # the oldest made room
+        assert cache.get("hash2", now + timedelta(seconds=9)) == callers[2]
+        assert cache.get("hash2", now + timedelta(seconds=10)) is None
+        off = auth.CallerCache(timedelta(0))
+        off.put("hash", callers[0], now)
+        assert off.get("hash", now) is None

@@ -30,27 +30,51 @@ _reb_apikey = APIKeyHeader(name="REB-APIKEY", auto_error=False, scheme_name="Sec
 _bearer = HTTPBearer(auto_error=False, scheme_name="BearerApiKey")
 
 
-async def _organization(
+async def _caller(
     request: Request,
-    response: Response,
     session: SessionDep,
     reb_apikey: Annotated[str | None, Depends(_reb_apikey)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """The caller's organization; on the way, the rate limit and the Idempotency-Key."""
+) -> auth.Caller:
+    """Who calls: the API key (401 without a valid one) and the organization it reaches."""
     key = reb_apikey or (bearer.credentials if bearer else None)
-    caller = await auth.authenticate(session, key)
+    app_state = request.app.state
+    caller = await auth.authenticate(
+        session, key, cache=app_state.caller_cache, now=app_state.clock.now()
+    )
     # Under /organizations/{organizationId}/…, the path must name the key's own organization;
     # another one answers as if it did not exist.
     in_path = request.path_params.get("organizationId")
     if in_path is not None and in_path != caller.organization_id:
         raise NotFound(f"organization {in_path} not found")
     request.state.organization_id = caller.organization_id
+    return caller
+
+
+CallerDep = Annotated[auth.Caller, Depends(_caller)]
+
+
+async def _rate_limit(request: Request, response: Response, caller: CallerDep) -> None:
+    """Counts the request against its key's limit: 429 past it; X-RateLimit-* headers."""
     limiter: RateLimiter = request.app.state.rate_limiter
     usage = await limiter.hit(caller.api_key_id, write=request.method not in {"GET", "HEAD"})
     if usage is not None:
         response.headers.update(usage.headers())
+
+
+async def _idempotency_claim(request: Request, session: SessionDep, caller: CallerDep) -> None:
+    """An Idempotency-Key's first request claims it; a repeat is answered with the stored
+    answer (api/idempotency.py)."""
     await claim_idempotency_key(request, session, caller.organization_id)
+
+
+async def _organization(
+    caller: CallerDep,
+    _limited: Annotated[None, Depends(_rate_limit)],
+    _claimed: Annotated[None, Depends(_idempotency_claim)],
+) -> str:
+    """The caller's organization, once the request is within its key's rate limit and its
+    Idempotency-Key, if any, is claimed (in that order)."""
     return caller.organization_id
 
 

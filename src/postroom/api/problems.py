@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -104,8 +105,33 @@ def _allowed_methods(request: Request) -> list[str]:
     ]
 
 
+def _route(request: Request) -> str:
+    # The route's template, not the path, which may carry a token (a verification link).
+    return getattr(request.scope.get("route"), "path", "unmatched")
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A connection found dead (the database restarted, or dropped it) is replaced by the pool,
+    which also refreshes every connection older than it: nothing was written, and the same
+    request will work again at once. There is no ping before each use to find it out sooner."""
+    assert isinstance(exc, DBAPIError)
+    if not exc.connection_invalidated:
+        return await _unexpected_error(request, exc)
+    log.warning(
+        "database connection lost; the request was not carried out",
+        extra={"route": _route(request), "method": request.method},
+    )
+    return problem_response(
+        503,
+        "Service unavailable",
+        "the connection to the database was lost and has been replaced; nothing was stored, "
+        "send the request again",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", extra={"path": request.url.path, "method": request.method})
+    log.exception("unhandled error", extra={"route": _route(request), "method": request.method})
     return problem_response(
         500, "Internal server error", "the server could not complete the request"
     )
@@ -115,6 +141,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PostroomError, _postroom_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

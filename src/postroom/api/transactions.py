@@ -16,6 +16,9 @@ from postroom.idempotency import service as idempotency
 
 log = logging.getLogger(__name__)
 
+_READS = {"GET", "HEAD"}
+# Routes that never touch the database: no session, no transaction.
+_NO_DATABASE = {"/healthz"}
 # Headers of a stored answer that a replay gives again.
 _REPLAYED = {"content-type", "location"}
 
@@ -25,12 +28,15 @@ class TransactionMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in _NO_DATABASE:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
         fastapi_app = scope["app"]
-        async with fastapi_app.state.sessionmaker() as session:
+        # GET and HEAD only read: on SQLite their transaction takes no write lock.
+        reads = scope["method"] in _READS
+        makers = fastapi_app.state
+        async with (makers.read_sessionmaker if reads else makers.sessionmaker)() as session:
             state["session"] = session
             start: Message = {}
             parts: list[bytes] = []

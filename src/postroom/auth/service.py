@@ -3,7 +3,7 @@
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -85,11 +85,49 @@ class Caller:
     organization_id: str
 
 
-async def authenticate(session: AsyncSession, key: str | None) -> Caller:
+class CallerCache:
+    """Who each recently seen API key is, kept in this process for `ttl`, so that a request
+    does not ask the database every time: a key revoked meanwhile keeps working here for at
+    most that long. Only valid keys are kept (a new key works at once); at most `size` of them,
+    the oldest dropped first."""
+
+    def __init__(self, ttl: timedelta, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._found: dict[str, tuple[Caller, datetime]] = {}
+
+    def get(self, key_hash: str, now: datetime) -> Caller | None:
+        kept = self._found.get(key_hash)
+        if kept is None:
+            return None
+        caller, until = kept
+        if now >= until:
+            del self._found[key_hash]
+            return None
+        return caller
+
+    def put(self, key_hash: str, caller: Caller, now: datetime) -> None:
+        if self.ttl <= timedelta(0):
+            return
+        self._found.pop(key_hash, None)
+        if len(self._found) >= self.size:
+            del self._found[next(iter(self._found))]  # dicts keep insertion order
+        self._found[key_hash] = (caller, now + self.ttl)
+
+
+async def authenticate(
+    session: AsyncSession, key: str | None, *, cache: CallerCache, now: datetime
+) -> Caller:
     """Who `key` is: which key, reaching which organization."""
     if not key:
         raise Unauthorized("an API key is required: send it as REB-APIKEY or Authorization: Bearer")
-    found = await repository.find_key(session, hash_key(key))
+    key_hash = hash_key(key)
+    caller = cache.get(key_hash, now)
+    if caller is not None:
+        return caller
+    found = await repository.find_key(session, key_hash)
     if found is None:
         raise Unauthorized("the API key is not valid")
-    return Caller(*found)
+    caller = Caller(*found)
+    cache.put(key_hash, caller, now)
+    return caller

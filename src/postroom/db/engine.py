@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import (
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-        )
+        # No ping before each use (a round trip on every request): a connection found dead is
+        # replaced, with every one older than it, and its request answered 503 (api/problems).
+        return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +42,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY):
+            # A reader takes no lock: in WAL mode it reads its snapshot beside the writer.
+            connection.exec_driver_sql("BEGIN")
+            return
         # Take the write lock up front: a deferred transaction that reads and then writes can
         # fail with SQLITE_BUSY at once (no busy wait) if another writer committed meanwhile.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -49,8 +53,18 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return engine
 
 
+# An execution option: the transactions of this engine (see reading()) only read.
+READ_ONLY = "postroom_read_only"
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def reading(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine and pool, for transactions that only read: on SQLite they do not take
+    the write lock (BEGIN IMMEDIATE), so reads never wait behind a writer."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:

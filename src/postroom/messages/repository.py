@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, exists, insert, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.listing import ListQuery, SortKey
@@ -78,6 +79,16 @@ async def delete_unless_in_flight(
         )
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+_COLUMN_ATTRIBUTES = [attribute.key for attribute in sa_inspect(EmailMessage).column_attrs]
+
+
+async def insert_message(session: AsyncSession, message: EmailMessage) -> None:
+    """Writes a new message, given as a transient object, with one INSERT (the ORM's bulk path:
+    no unit of work, no identity map); the object stays transient, as written."""
+    values = {key: getattr(message, key) for key in _COLUMN_ATTRIBUTES}
+    await session.execute(insert(EmailMessage), [values])
 
 
 async def link_files(session: AsyncSession, message_id: str, file_ids: Collection[str]) -> None:

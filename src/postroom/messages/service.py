@@ -69,9 +69,10 @@ async def create_message(
         created_at=now,
         updated_at=now,
         search_text=" ".join([data.subject, data.from_, *data.to, *cc, *bcc]).lower(),
+        attempt_count=0,
     )
-    session.add(message)
-    await session.flush()
+    # One INSERT, no unit of work; the answer is built from the object as written.
+    await repository.insert_message(session, message)
     MESSAGES_CREATED.labels(data.status).inc()
     await repository.link_files(session, message.id, file_ids)
     return message
@@ -109,9 +110,9 @@ async def queue_notice(
         created_at=now,
         updated_at=now,
         search_text=f"{subject} {sender} {to}".lower(),
+        attempt_count=0,
     )
-    session.add(message)
-    await session.flush()
+    await repository.insert_message(session, message)
     MESSAGES_CREATED.labels(MessageStatus.OUTBOX).inc()
     return message
 
