@@ -287,7 +287,7 @@ def _message_row(
         "b_token": token,
         "b_status": status,
         "b_code": code,
-        "b_body": storable(body, MAX_BODY),
+        "b_body": body,
         "b_sent_at": sent_at,
         "b_next_attempt_at": next_attempt_at,
         "b_updated_at": now.replace(microsecond=0),
@@ -377,7 +377,9 @@ def _write_of(result: Result, settings: DeliverySettings, rng: random.Random) ->
         decision = decide(outcome, job.attempt_number, settings, rng)
         if isinstance(decision, GiveUp):
             summary = (
-                body if decision.reason == "permanent failure" else f"{body} ({decision.reason})"
+                body
+                if decision.reason == "permanent failure"
+                else storable(f"{body} ({decision.reason})", MAX_BODY)
             )
             row = _message_row(
                 job.message.id, job.lease_token, now, MessageStatus.FAILED, code, summary

@@ -11,6 +11,7 @@ from postroom.api.deps import ClockDep, OrganizationDep, SessionDep, SettingsDep
 from postroom.api.problems import problem_responses
 from postroom.api.wire import resource_url
 from postroom.core.listing import ListQuery
+from postroom.errors import NotFound
 from postroom.senders import service, verification
 from postroom.senders.models import EmailDeliverySetting
 from postroom.senders.schemas import (
@@ -257,12 +258,12 @@ async def verification_page(token: str, session: SessionDep, clock: ClockDep) ->
 async def verification_page_confirm(
     token: str, session: SessionDep, clock: ClockDep
 ) -> HTMLResponse:
-    setting = await service.find_by_token(session, token, clock.now())
-    if setting is not None:
-        setting = await service.verify_token(session, token, clock.now())
-    address = setting.from_address if setting else None
+    try:
+        address: str | None = (await service.verify_token(session, token, clock.now())).from_address
+    except NotFound:
+        address = None
     return HTMLResponse(
-        verification.confirm_page(address, confirmed=setting is not None),
-        status_code=200 if setting else 404,
+        verification.confirm_page(address, confirmed=address is not None),
+        status_code=200 if address else 404,
         headers=_PAGE_HEADERS,
     )
