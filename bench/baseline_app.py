@@ -85,7 +85,6 @@ async def create(message: Message) -> Response:
             json.dumps(message.metadata),
             "[]",
             queued,
-            queued,
             now,
             now,
             " ".join([message.subject, message.from_, *message.to]).lower(),

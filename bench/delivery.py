@@ -81,12 +81,18 @@ def postgres_cpu() -> float:
 
 
 async def _copy_outbox(database_url: str, organization_id: str, count: int) -> None:
-    rows = list(payload.outbox_rows(organization_id, count, datetime.now(UTC)))
+    now = datetime.now(UTC)
+    rows = list(payload.outbox_rows(organization_id, count, now))
     connection = await asyncpg.connect(dsn(database_url))
     try:
         async with connection.transaction():
             await connection.copy_records_to_table(
                 "email_messages", records=rows, columns=payload.COLUMNS
+            )
+            await connection.copy_records_to_table(
+                "delivery_queue",
+                records=payload.queue_rows(rows, now),
+                columns=payload.QUEUE_COLUMNS,
             )
     finally:
         await connection.close()

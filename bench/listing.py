@@ -28,8 +28,7 @@ _INSERT = """
 INSERT INTO email_messages (
     id, organization_id, status, from_address, to_addresses, cc_addresses, bcc_addresses,
     subject, text, html, metadata, attachments, response_code, response_body,
-    initiated_at, sent_at, created_at, updated_at, attempt_count, next_attempt_at, lease_token,
-    search_text)
+    initiated_at, sent_at, created_at, updated_at, search_text)
 SELECT
     'mail_msg_01BENCH' || lpad(n::text, 19, '0'), $1,
     CASE WHEN n % 50 = 0 THEN 'failed' ELSE 'sent' END,
@@ -39,7 +38,7 @@ SELECT
     CASE WHEN n % 50 = 0 THEN '5.1.1 <customer' || n || '@example.org>: Recipient address '
          || 'rejected: User unknown in virtual mailbox table'
          ELSE '2.0.0 Ok: queued as ' || upper(to_hex(n * 7919)) END,
-    t, CASE WHEN n % 50 = 0 THEN NULL ELSE t + interval '2 seconds' END, t, t, 1, NULL, NULL,
+    t, CASE WHEN n % 50 = 0 THEN NULL ELSE t + interval '2 seconds' END, t, t,
     lower($3::text || ' ' || $2::text || ' customer' || n || '@example.org')
 FROM generate_series($6::bigint, $7::bigint) AS n,
      LATERAL (SELECT $8::timestamptz + n * $9::interval) AS c(t)

@@ -108,7 +108,6 @@ COLUMNS = [
     "metadata",
     "attachments",
     "initiated_at",
-    "next_attempt_at",
     "created_at",
     "updated_at",
     "search_text",
@@ -135,9 +134,16 @@ def outbox_rows(organization_id: str, count: int, now: datetime) -> Iterator[tup
             now,
             now,
             now,
-            now,
             f"{SUBJECT} {SENDER} {to}".lower(),
         )
+
+
+QUEUE_COLUMNS = ["message_id", "delivery_key", "due_at", "attempt_count"]
+
+
+def queue_rows(messages: list[tuple[Any, ...]], now: datetime) -> list[tuple[Any, ...]]:
+    """The delivery queue's row of each of `outbox_rows`' messages (server-wide transport)."""
+    return [(row[0], f"{row[1]} ", now, 0) for row in messages]
 
 
 def outgoing(message_id: str, n: int, now: datetime | None = None) -> OutgoingMessage:

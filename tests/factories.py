@@ -7,12 +7,14 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import insert, update
+from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from postroom.auth import service as auth
 from postroom.core.clock import SystemClock
 from postroom.core.ids import new_id
+from postroom.delivery.models import QueuedMessage
+from postroom.delivery.queue import delivery_key
 from postroom.messages.models import EmailMessage, MessageStatus
 
 
@@ -45,11 +47,16 @@ async def make_org(
 async def update_message(
     sessionmaker: async_sessionmaker[AsyncSession], message_id: str, **values: Any
 ) -> None:
-    """Sets columns of a stored message directly: states and times the API cannot reach."""
+    """Sets columns of a stored message directly: states and times the API cannot reach. A
+    message set out of `outbox` leaves the delivery queue, as it would through delivery."""
     async with sessionmaker() as session, session.begin():
         await session.execute(
             update(EmailMessage).where(EmailMessage.id == message_id).values(**values)
         )
+        if values.get("status", MessageStatus.OUTBOX) != MessageStatus.OUTBOX:
+            await session.execute(
+                delete(QueuedMessage).where(QueuedMessage.message_id == message_id)
+            )
 
 
 async def queue_messages(
@@ -59,8 +66,9 @@ async def queue_messages(
     due: datetime,
     **values: Any,
 ) -> list[str]:
-    """`count` messages in outbox, due at `due`, inserted in one statement (fast enough for tens
-    of thousands); `values` sets other columns (e.g. credential_hash). Their ids, in order."""
+    """`count` messages in outbox, due at `due`, inserted (and queued) in two statements (fast
+    enough for tens of thousands); `values` sets other columns (e.g. credential_hash). Their ids,
+    in order."""
     rows = [
         {
             "id": new_id("mail_msg_"),
@@ -75,7 +83,6 @@ async def queue_messages(
             "html": "<p>html</p>",
             "attachments": [],
             "initiated_at": due,
-            "next_attempt_at": due,
             "created_at": due,
             "updated_at": due,
             "search_text": "",
@@ -83,9 +90,40 @@ async def queue_messages(
         }
         for n in range(count)
     ]
+    queued = [
+        {
+            "message_id": row["id"],
+            "delivery_key": delivery_key(
+                organization_id, row.get("credential_hash") or row.get("sender_credential_id")
+            ),
+            "due_at": due,
+            "attempt_count": 0,
+        }
+        for row in rows
+    ]
     async with sessionmaker() as session, session.begin():
         await session.execute(insert(EmailMessage), rows)
+        await session.execute(insert(QueuedMessage), queued)
     return [str(row["id"]) for row in rows]
+
+
+async def queued(
+    sessionmaker: async_sessionmaker[AsyncSession], message_id: str
+) -> QueuedMessage | None:
+    """The message's row in the delivery queue (None once it has left `outbox`)."""
+    async with sessionmaker() as session:
+        return await session.get(QueuedMessage, message_id)
+
+
+async def update_queued(
+    sessionmaker: async_sessionmaker[AsyncSession], message_id: str | None = None, **values: Any
+) -> None:
+    """Sets columns of a queue row (of every one, with no id): due times the API cannot reach."""
+    statement = update(QueuedMessage).values(**values)
+    if message_id is not None:
+        statement = statement.where(QueuedMessage.message_id == message_id)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(statement)
 
 
 def png_bytes(size: int = 0) -> bytes:

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from postroom.auth import service as auth
-from postroom.core.ids import new_id
 from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.messages.models import EmailMessage, MessageStatus
 from tests.databases import BACKEND, DatabaseFactory
+from tests.factories import queue_messages
 from tests.polling import eventually
 from tests.servers.smtp import SmtpServer, smtp_server
 
@@ -34,29 +34,7 @@ async def _queue(sessionmaker: async_sessionmaker[AsyncSession], count: int) -> 
     now = datetime.now(UTC)
     async with sessionmaker() as session, session.begin():
         organization = await auth.create_organization(session, "crash", now)
-        rows = [
-            {
-                "id": new_id("mail_msg_"),
-                "organization_id": organization.organization_id,
-                "status": MessageStatus.OUTBOX,
-                "from_address": "sender@example.com",
-                "to_addresses": [f"user{n}@example.com"],
-                "cc_addresses": [],
-                "bcc_addresses": [],
-                "subject": f"Message {n}",
-                "text": "text",
-                "html": "<p>html</p>",
-                "attachments": [],
-                "initiated_at": now,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-                "search_text": "",
-            }
-            for n in range(count)
-        ]
-        await session.execute(insert(EmailMessage), rows)
-    return {str(row["id"]) for row in rows}
+    return set(await queue_messages(sessionmaker, organization.organization_id, count, now))
 
 
 class Workers:

@@ -17,7 +17,7 @@ from postroom.delivery import service
 from postroom.delivery.models import DeliveryAttempt, Outcome
 from postroom.delivery.transports.base import Receipt
 from postroom.messages.models import EmailMessage, MessageStatus
-from tests.factories import make_message, make_org, queue_messages
+from tests.factories import make_message, make_org, queue_messages, queued
 from tests.harness import Harness, HarnessFactory
 from tests.servers.esp import Answer, MailgunServer, serving
 from tests.servers.smtp import MIB_LINE, HostileSmtp, SmtpServer, hostile_server, smtp_server
@@ -111,7 +111,7 @@ async def _assert_sent_once(h: Harness, message_ids: list[str], servers: list[Sm
     for message_id, server in zip(message_ids, servers, strict=True):
         message = await _message(h, message_id)
         assert message.status == MessageStatus.SENT
-        assert message.lease_token is None
+        assert await queued(h.sessionmaker, message_id) is None
         [attempt] = await _attempts(h, message_id)
         assert attempt.outcome == Outcome.SENT
         assert len(server.received) == 1
@@ -151,7 +151,11 @@ async def _assert_recorded(
     recorded = variant.recorded.replace("{port}", str(server.port))
     message = await _message(h, message_id)
     assert message.status == variant.status
-    assert message.lease_token is None
+    if variant.status != MessageStatus.OUTBOX:
+        assert await queued(h.sessionmaker, message_id) is None
+    else:
+        row = await queued(h.sessionmaker, message_id)
+        assert row is not None and row.lease_token is None
     [attempt] = await _attempts(h, message_id)
     assert attempt.outcome == variant.outcome
     assert attempt.response_body == recorded
@@ -232,7 +236,8 @@ async def test_a_row_the_database_refuses_is_left_for_its_lease_and_the_others_a
         # Untouched: still leased, its attempt still open, as if its worker had stopped.
         refused = await _message(h, ids[1])
         assert refused.status == MessageStatus.OUTBOX
-        assert refused.lease_token == "lease_test"
+        row = await queued(h.sessionmaker, ids[1])
+        assert row is not None and row.lease_token == "lease_test"
         [open_attempt] = await _attempts(h, ids[1])
         assert open_attempt.outcome is None
         [logged] = [r for r in caplog.records if r.levelno == logging.ERROR]

@@ -15,21 +15,20 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from postroom.auth import service as auth
 from postroom.core.crypto import SecretBox
-from postroom.core.ids import new_id
 from postroom.credentials import service as credentials
 from postroom.credentials.schemas import PostmarkCredentialCreate
 from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.delivery import service
-from postroom.delivery.models import DeliveryAttempt
+from postroom.delivery.models import DeliveryAttempt, QueuedMessage
 from postroom.delivery.pacing import LEAD_SECONDS, plan_slots
 from postroom.messages.models import EmailMessage, MessageStatus
 from tests.databases import DatabaseFactory
-from tests.factories import make_message
+from tests.factories import make_message, queue_messages, queued, update_queued
 from tests.harness import HarnessFactory
 from tests.polling import eventually
 from tests.servers.esp import PostmarkServer, serving
@@ -79,16 +78,10 @@ class TestWaiting:
             statuses = [(await h.message(i))["status"] for i in ids]
             assert statuses.count("sent") == 1 and statuses.count("outbox") == 2
             async with h.sessionmaker() as session:
-                waiting = (
-                    await session.scalars(
-                        select(EmailMessage).where(EmailMessage.status == MessageStatus.OUTBOX)
-                    )
-                ).all()
+                waiting = (await session.scalars(select(QueuedMessage))).all()
                 assert [m.attempt_count for m in waiting] == [0, 0]  # not counted as attempts
-                assert all(m.lease_token is None for m in waiting)
-                due = sorted(
-                    m.next_attempt_at - h.clock.now() for m in waiting if m.next_attempt_at
-                )
+                assert all(m.lease_token is None and m.leased_until is None for m in waiting)
+                due = sorted(m.due_at - h.clock.now() for m in waiting)
                 assert due == [LEAD + timedelta(seconds=1), LEAD + timedelta(seconds=2)]
                 attempts = await session.scalar(select(func.count()).select_from(DeliveryAttempt))
                 assert attempts == 1
@@ -132,11 +125,11 @@ class TestWaiting:
             async with h.sessionmaker() as session, session.begin():
                 await service.record(session, [missed], h.settings.delivery, random.Random(1))
             assert await h.attempts(created["id"]) == []
-            async with h.sessionmaker() as session:
-                row = await session.get(EmailMessage, created["id"])
-                assert row is not None
-                assert (row.status, row.attempt_count, row.lease_token) == ("outbox", 0, None)
-                assert row.next_attempt_at == h.clock.now()
+            row = await queued(h.sessionmaker, created["id"])
+            assert row is not None
+            assert (row.attempt_count, row.lease_token, row.leased_until) == (0, None, None)
+            assert row.due_at == h.clock.now()
+            assert (await h.message(created["id"]))["status"] == "outbox"
             assert await h.deliver() == 1  # due at once, on a new slot
             assert (await h.message(created["id"]))["status"] == "sent"
             assert [a["number"] for a in await h.attempts(created["id"])] == [1]
@@ -178,32 +171,14 @@ async def paced_queue(
             SecretBox("pacing-secret"),
             now,
         )
-        await session.execute(
-            insert(EmailMessage),
-            [
-                {
-                    "id": new_id("mail_msg_"),
-                    "organization_id": organization.organization_id,
-                    "status": MessageStatus.OUTBOX,
-                    "from_address": "sender@example.com",
-                    "to_addresses": [f"user{n}@example.com"],
-                    "cc_addresses": [],
-                    "bcc_addresses": [],
-                    "subject": f"Message {n}",
-                    "text": "text",
-                    "html": "<p>html</p>",
-                    "attachments": [],
-                    "credential_hash": credential.id,
-                    "initiated_at": now,
-                    # Not due until the workers are up (the test makes them due).
-                    "next_attempt_at": now + timedelta(days=1),
-                    "created_at": now,
-                    "updated_at": now,
-                    "search_text": "",
-                }
-                for n in range(MESSAGES)
-            ],
-        )
+    # Not due until the workers are up (the test makes them due).
+    await queue_messages(
+        sessionmaker,
+        organization.organization_id,
+        MESSAGES,
+        now + timedelta(days=1),
+        credential_hash=credential.id,
+    )
     yield url, sessionmaker, credential.id
     await engine.dispose()
 
@@ -254,10 +229,7 @@ class TestSharedLimit:
                         timeout=60,
                         what=f"{path.name} to start",
                     )
-                async with sessionmaker() as session, session.begin():
-                    await session.execute(
-                        update(EmailMessage).values(next_attempt_at=datetime.now(UTC))
-                    )
+                await update_queued(sessionmaker, due_at=datetime.now(UTC))
                 received = await postmark.wait_for(MESSAGES, timeout=120)
             finally:
                 for worker in workers:

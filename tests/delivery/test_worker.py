@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from postroom.delivery import service
-from postroom.delivery.models import WorkerHeartbeat
+from postroom.delivery.models import QueuedMessage, WorkerHeartbeat
 from postroom.messages.models import EmailMessage
 from tests.factories import make_message
 from tests.harness import Harness, HarnessFactory
@@ -258,8 +258,9 @@ class TestFailures:
                 await h.deliver()
                 async with h.sessionmaker() as session:
                     row = await session.get(EmailMessage, created["id"])
-                    assert row is not None and row.next_attempt_at is not None
-                    delays.append((row.next_attempt_at - before).total_seconds())
+                    due = await session.get(QueuedMessage, created["id"])
+                    assert row is not None and due is not None
+                    delays.append((due.due_at - before).total_seconds())
                 h.clock.advance(timedelta(seconds=delays[-1] + 1))
             # base 10s, doubling, each jittered within its upper half
             assert 5 <= delays[0] <= 10 < delays[1] <= 20 < delays[2] <= 40
@@ -275,8 +276,9 @@ class TestFailures:
                 await h.deliver()
                 async with h.sessionmaker() as session:
                     row = await session.get(EmailMessage, created["id"])
-                    assert row is not None and row.next_attempt_at is not None
-                    assert row.next_attempt_at - before >= timedelta(minutes=5)
+                    due = await session.get(QueuedMessage, created["id"])
+                    assert row is not None and due is not None
+                    assert due.due_at - before >= timedelta(minutes=5)
 
 
 class TestHeaderInjection:

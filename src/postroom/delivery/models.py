@@ -1,6 +1,7 @@
-"""The delivery_attempts table (one row per try, written before the network call), the
-send_pacing table (the next free send slot of each rate-limited credential) and the workers
-table (each running delivery worker's heartbeat)."""
+"""The delivery_queue table (one narrow row per message in `outbox`), the delivery_attempts
+table (one row per try, written before the network call), the send_pacing table (the next free
+send slot of each rate-limited credential) and the workers table (each running delivery worker's
+heartbeat)."""
 
 from datetime import datetime
 from enum import StrEnum
@@ -16,6 +17,35 @@ class Outcome(StrEnum):
     TRANSIENT = "transient"  # refused for now; tried again later
     PERMANENT = "permanent"  # refused for good
     UNKNOWN = "unknown"  # cut off after the data went out: the server may have accepted it
+
+
+class QueuedMessage(Base):
+    """A message in `outbox`, as the workers see it: enqueued in the transaction that puts the
+    message in `outbox` (delivery/queue.py), deleted in the one that records its outcome.
+
+    A claim stamps lease_token and leased_until and counts the attempt; none of those is indexed,
+    so PostgreSQL updates the row in place (a HOT update: no new index entries). A claim that is
+    never recorded (its worker died) becomes claimable again when leased_until passes. A retry
+    moves due_at. The message row itself is written only when the outcome is known."""
+
+    __tablename__ = "delivery_queue"
+    __table_args__ = (
+        Index("ix_delivery_queue_key_due", "delivery_key", "due_at"),
+        Index("ix_delivery_queue_due", "due_at"),
+        # Room in each page for the claims' new row versions (what makes them HOT updates).
+        {"postgresql_with": {"fillfactor": 70}},
+    )
+
+    message_id: Mapped[str] = mapped_column(
+        ForeignKey("email_messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Whom the message is claimed for (fair claims, delivery/repository.py): its organization
+    # and the credential it goes out through (none: the server-wide transport), as one value.
+    delivery_key: Mapped[str] = mapped_column(String(100))
+    due_at: Mapped[datetime]
+    attempt_count: Mapped[int] = mapped_column(default=0)
+    lease_token: Mapped[str | None] = mapped_column(String(40))
+    leased_until: Mapped[datetime | None]
 
 
 class DeliveryAttempt(Base):

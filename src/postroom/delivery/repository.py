@@ -1,92 +1,104 @@
-"""The claim SQL and the bookkeeping of attempts.
+"""The claim SQL (over the delivery_queue table) and the bookkeeping of attempts.
 
 A claim is fair across delivery keys: an organization and the credential its messages go out
 through (none: the server-wide transport). It first lists the keys with due messages, those whose
-oldest due message has waited longest first, by a loose index scan over ix_email_messages_due_key
+oldest due message has waited longest first, by a loose index scan over ix_delivery_queue_key_due
 (one index probe per key, however many messages each key has queued); then it takes the oldest few
 due messages of each key (index probes again) and interleaves them round-robin: the first of every
 key, then the second of every key, and so on. A tenant with 100,000 queued messages thus delays
 another's by at most one message per claim.
 
-The chosen rows are then claimed in one statement: `UPDATE … WHERE id IN (SELECT … WHERE id IN
-(chosen) AND still due FOR UPDATE SKIP LOCKED) RETURNING …`. On PostgreSQL, SKIP LOCKED lets any
-number of workers share the queue without ever claiming the same row (a row another claim took
-meanwhile is locked or no longer due, so it is left out); on SQLite (one machine) the claim runs
-under BEGIN IMMEDIATE and is atomic by itself. Claimed rows get a lease: next_attempt_at moves to
-the lease's end.
+The chosen rows are then claimed in one statement: `UPDATE … WHERE message_id IN (SELECT … WHERE
+message_id IN (chosen) AND still claimable FOR UPDATE SKIP LOCKED) RETURNING …`. On PostgreSQL,
+SKIP LOCKED lets any number of workers share the queue without ever claiming the same row (a row
+another claim took meanwhile is locked or leased, so it is left out); on SQLite (one machine) the
+claim runs under BEGIN IMMEDIATE and is atomic by itself. A claimed row is leased (lease_token,
+leased_until) until it is recorded or the lease runs out.
 """
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
 from typing import Any, cast
 
 from sqlalchemy import (
-    String,
+    ColumnElement,
     Table,
     bindparam,
+    case,
     delete,
     func,
     insert,
-    literal_column,
+    or_,
     select,
     text,
+    tuple_,
     union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningUpdate
-from sqlalchemy.sql.expression import ColumnClause, Select
+from sqlalchemy.sql.expression import Select
 
 from postroom.db.base import UTCDateTime
-from postroom.delivery.models import DeliveryAttempt, Outcome, SendPacing, WorkerHeartbeat
-from postroom.messages.models import DELIVERY_KEY_SQL, EmailMessage, MessageStatus
+from postroom.delivery.models import (
+    DeliveryAttempt,
+    Outcome,
+    QueuedMessage,
+    SendPacing,
+    WorkerHeartbeat,
+)
+from postroom.delivery.queue import delivery_key
 
-_messages = cast(Table, EmailMessage.__table__)
+__all__ = ["delivery_key"]
+
+_queue = cast(Table, QueuedMessage.__table__)
 _attempts = cast(Table, DeliveryAttempt.__table__)
 
-# Written out as in the index, so that both databases match the expression and the partial
-# index's predicate (a bound 'outbox' would not prove the predicate in a generic plan).
-_key: ColumnClause[str] = literal_column(DELIVERY_KEY_SQL, String())
-_IN_OUTBOX = text("email_messages.status = 'outbox'")
 # Per claim; also keeps the UNION ALL of per-key probes under SQLite's 500 compound terms.
 MAX_KEYS_PER_CLAIM = 200
 # Choices a claim makes before it gives up when other workers claim all it chose first.
 CONTENDED_TRIES = 3
 
+
+def _claimable(now: datetime) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """Due, and not leased (or its lease ran out: its worker stopped)."""
+    return QueuedMessage.due_at <= now, or_(
+        QueuedMessage.leased_until.is_(None), QueuedMessage.leased_until <= now
+    )
+
+
+_CLAIMABLE_SQL = "due_at <= :now AND (leased_until IS NULL OR leased_until <= :now)"
+
 due_keys = text(
     """
-    WITH RECURSIVE outbox_keys(k) AS (
-        SELECT (SELECT @key FROM email_messages
-                WHERE email_messages.status = 'outbox' ORDER BY @key LIMIT 1)
+    WITH RECURSIVE queue_keys(k) AS (
+        SELECT (SELECT delivery_key FROM delivery_queue ORDER BY delivery_key LIMIT 1)
         UNION ALL
-        SELECT (SELECT @key FROM email_messages
-                WHERE email_messages.status = 'outbox' AND @key > outbox_keys.k
-                ORDER BY @key LIMIT 1)
-        FROM outbox_keys WHERE outbox_keys.k IS NOT NULL
+        SELECT (SELECT delivery_key FROM delivery_queue
+                WHERE delivery_key > queue_keys.k ORDER BY delivery_key LIMIT 1)
+        FROM queue_keys WHERE queue_keys.k IS NOT NULL
     )
     SELECT k, oldest FROM (
-        SELECT k, (SELECT next_attempt_at FROM email_messages
-                   WHERE email_messages.status = 'outbox' AND @key = outbox_keys.k
-                     AND next_attempt_at <= :now
-                   ORDER BY next_attempt_at LIMIT 1) AS oldest
-        FROM outbox_keys WHERE k IS NOT NULL
+        SELECT k, (SELECT due_at FROM delivery_queue
+                   WHERE delivery_key = queue_keys.k AND @claimable
+                   ORDER BY due_at LIMIT 1) AS oldest
+        FROM queue_keys WHERE k IS NOT NULL
     ) AS due WHERE oldest IS NOT NULL ORDER BY oldest, k
-    """.replace("@key", DELIVERY_KEY_SQL)
+    """.replace("@claimable", _CLAIMABLE_SQL)
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
 
-def delivery_key(organization_id: str, credential_id: str | None) -> str:
-    """The key a message is claimed under (as DELIVERY_KEY_SQL computes it)."""
-    return f"{organization_id} {credential_id or ''}"
+@dataclass(frozen=True)
+class Claimed:
+    """A queue row just claimed."""
 
-
-def key_of(message: EmailMessage) -> str:
-    credential = message.credential_hash
-    if credential is None:
-        credential = message.sender_credential_id
-    return delivery_key(message.organization_id, credential)
+    message_id: str
+    attempt_count: int
+    """Claims of the message so far, this one included."""
+    key: str
 
 
 async def _oldest_due_keys(session: AsyncSession, now: datetime) -> list[str]:
@@ -95,17 +107,17 @@ async def _oldest_due_keys(session: AsyncSession, now: datetime) -> list[str]:
 
 
 def candidates_statement(now: datetime, wanted: Mapping[str, int]) -> Select[Any]:
-    """(key, id, due) of the oldest `wanted[key]` due messages of each key (at least one)."""
+    """(key, id, due) of the oldest `wanted[key]` claimable messages of each key."""
     probes = []
     for key, count in wanted.items():
         probe = (
-            select(_key.label("k"), EmailMessage.id, EmailMessage.next_attempt_at)
-            .where(_IN_OUTBOX, _key == key, EmailMessage.next_attempt_at <= now)
-            .order_by(EmailMessage.next_attempt_at)
+            select(QueuedMessage.delivery_key, QueuedMessage.message_id, QueuedMessage.due_at)
+            .where(QueuedMessage.delivery_key == key, *_claimable(now))
+            .order_by(QueuedMessage.due_at)
             .limit(count)
             .subquery()
         )
-        probes.append(select(probe.c.k, probe.c.id, probe.c.next_attempt_at))
+        probes.append(select(probe.c.delivery_key, probe.c.message_id, probe.c.due_at))
     return select(union_all(*probes).subquery())
 
 
@@ -120,22 +132,24 @@ async def _candidates(
 
 def claim_statement(
     chosen: Sequence[str], now: datetime, lease_until: datetime, token: str
-) -> ReturningUpdate[Any]:
-    """Leases those of `chosen` still due and not being claimed by another worker."""
-    still_due = (
-        select(EmailMessage.id)
-        .where(EmailMessage.id.in_(chosen), _IN_OUTBOX, EmailMessage.next_attempt_at <= now)
+) -> "ReturningUpdate[str, int, str]":
+    """Leases those of `chosen` still claimable and not being claimed by another worker."""
+    still_claimable = (
+        select(QueuedMessage.message_id)
+        .where(QueuedMessage.message_id.in_(chosen), *_claimable(now))
         .with_for_update(skip_locked=True)
     )
     return (
-        update(EmailMessage)
-        .where(EmailMessage.id.in_(still_due.scalar_subquery()))
+        update(QueuedMessage)
+        .where(QueuedMessage.message_id.in_(still_claimable.scalar_subquery()))
         .values(
             lease_token=token,
-            next_attempt_at=lease_until,
-            attempt_count=EmailMessage.attempt_count + 1,
+            leased_until=lease_until,
+            attempt_count=QueuedMessage.attempt_count + 1,
         )
-        .returning(EmailMessage)
+        .returning(
+            QueuedMessage.message_id, QueuedMessage.attempt_count, QueuedMessage.delivery_key
+        )
     )
 
 
@@ -157,7 +171,7 @@ async def claim_due(
     limit: int,
     allowance: Mapping[str, int] | None = None,
     per_key: int | None = None,
-) -> list[EmailMessage]:
+) -> list[Claimed]:
     """Up to `limit` due messages, fairly across keys: at most `per_key` of a key (default:
     `limit`), and at most `allowance[key]` of a key the mapping names (0: none)."""
     cap = limit if per_key is None else min(per_key, limit)
@@ -172,15 +186,38 @@ async def claim_due(
         chosen = round_robin(await _candidates(session, now, wanted), limit)
         if not chosen:
             return []
-        claimed = await session.scalars(
-            claim_statement(chosen, now, lease_until, token),
-            execution_options={"populate_existing": True},
-        )
-        taken = list(claimed.all())
+        claimed = await session.execute(claim_statement(chosen, now, lease_until, token))
+        taken = [Claimed(str(i), int(n), str(k)) for i, n, k in claimed]
         if taken:
-            return taken
+            order = {id_: position for position, id_ in enumerate(chosen)}
+            return sorted(taken, key=lambda c: order[c.message_id])
         # Another worker claimed every one of them first (PostgreSQL): choose again.
     return []
+
+
+async def dequeue(session: AsyncSession, leases: Sequence[tuple[str, str]]) -> set[str]:
+    """Removes the queue rows of these (message id, lease token) pairs whose lease is still
+    theirs; the ids removed. A worker whose lease ran out (and whose message another worker
+    claimed since) must not settle the newer claim's message; its attempt row still tells."""
+    if not leases:
+        return set()
+    removed = await session.execute(
+        delete(QueuedMessage)
+        .where(tuple_(QueuedMessage.message_id, QueuedMessage.lease_token).in_(leases))
+        .returning(QueuedMessage.message_id)
+    )
+    return set(removed.scalars().all())
+
+
+async def retry_later(session: AsyncSession, message_id: str, token: str, due_at: datetime) -> bool:
+    """The message is due again at `due_at`, unless its lease is no longer this token's."""
+    moved = await session.execute(
+        update(QueuedMessage)
+        .where(QueuedMessage.message_id == message_id, QueuedMessage.lease_token == token)
+        .values(due_at=due_at, lease_token=None, leased_until=None)
+        .returning(QueuedMessage.message_id)
+    )
+    return moved.first() is not None
 
 
 async def close_interrupted_attempts(
@@ -221,26 +258,6 @@ _close_attempt = (
     )
 )
 
-# Guarded by the lease token: a worker whose lease ran out (and whose message another worker
-# claimed since) must not overwrite the newer claim's state. Its attempt row still tells.
-_record_message = (
-    update(_messages)
-    .where(
-        _messages.c.id == bindparam("b_id"),
-        _messages.c.lease_token == bindparam("b_token"),
-        _messages.c.status == MessageStatus.OUTBOX,
-    )
-    .values(
-        status=bindparam("b_status"),
-        response_code=bindparam("b_code"),
-        response_body=bindparam("b_body"),
-        sent_at=bindparam("b_sent_at"),
-        next_attempt_at=bindparam("b_next_attempt_at"),
-        updated_at=bindparam("b_updated_at"),
-        lease_token=None,
-    )
-)
-
 
 async def close_attempts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Each row: b_id, b_outcome, b_finished_at, b_duration_ms, b_code, b_body."""
@@ -248,52 +265,43 @@ async def close_attempts(session: AsyncSession, rows: list[dict[str, Any]]) -> N
         await session.execute(_close_attempt, rows)
 
 
-async def record_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Each row: b_id, b_token, b_status, b_code, b_body, b_sent_at, b_next_attempt_at,
-    b_updated_at."""
-    if rows:
-        await session.execute(_record_message, rows)
-
-
 async def oldest_due(session: AsyncSession, now: datetime) -> datetime | None:
-    """When the longest-waiting message in outbox became due, if one is due (not waiting for a
-    retry, nor claimed): one probe of ix_email_messages_due, however long the queue."""
+    """When the longest-waiting claimable message became due, if one is due (not waiting for a
+    retry, nor claimed): a walk of ix_delivery_queue_due from its start."""
     oldest: datetime | None = await session.scalar(
-        select(func.min(EmailMessage.next_attempt_at)).where(
-            EmailMessage.status == MessageStatus.OUTBOX, EmailMessage.next_attempt_at <= now
-        )
+        select(func.min(QueuedMessage.due_at)).where(*_claimable(now))
     )
     return oldest
 
 
-async def outbox_stats(session: AsyncSession) -> tuple[int, datetime | None]:
-    """How many messages are in outbox, and the earliest next_attempt_at among them."""
+async def queue_stats(session: AsyncSession, now: datetime) -> tuple[int, datetime | None]:
+    """How many messages are queued, and the earliest due time among those not claimed."""
+    claimable = or_(QueuedMessage.leased_until.is_(None), QueuedMessage.leased_until <= now)
     row = (
         await session.execute(
-            select(func.count(), func.min(EmailMessage.next_attempt_at)).where(
-                EmailMessage.status == MessageStatus.OUTBOX
-            )
+            select(func.count(), func.min(case((claimable, QueuedMessage.due_at))))
         )
     ).one()
     return int(row[0]), row[1]
 
 
 # Back to the queue without counting the claim: for a message whose send slot is not yet near.
-_release_message = (
-    update(_messages)
-    .where(_messages.c.id == bindparam("b_id"), _messages.c.lease_token == bindparam("b_token"))
+_release = (
+    update(_queue)
+    .where(_queue.c.message_id == bindparam("b_id"), _queue.c.lease_token == bindparam("b_token"))
     .values(
-        next_attempt_at=bindparam("b_next_attempt_at"),
-        attempt_count=_messages.c.attempt_count - 1,
+        due_at=bindparam("b_due_at"),
+        attempt_count=_queue.c.attempt_count - 1,
         lease_token=None,
+        leased_until=None,
     )
 )
 
 
-async def release_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Each row: b_id, b_token, b_next_attempt_at."""
+async def release(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Each row: b_id, b_token, b_due_at."""
     if rows:
-        await session.execute(_release_message, rows)
+        await session.execute(_release, rows)
 
 
 async def delete_attempts(session: AsyncSession, attempt_ids: Sequence[str]) -> None:

@@ -3,7 +3,7 @@ call), then record what each send produced: sent, retry later, or failed."""
 
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -118,14 +118,15 @@ def _credential_id(message: EmailMessage) -> str | None:
 
 def _refusal(
     message: EmailMessage,
+    attempt: int,
     interrupted: set[str],
     credential: DeliveryCredential | None,
     settings: DeliverySettings,
 ) -> str | None:
     """Why a claimed message must not be sent at all, if it must not."""
-    if message.attempt_count > settings.max_attempts:
+    if attempt > settings.max_attempts:
         return (
-            f"gave up after {message.attempt_count - 1} attempts; the last one was cut off "
+            f"gave up after {attempt - 1} attempts; the last one was cut off "
             "and may have been delivered"
         )
     if message.id in interrupted and settings.unknown_outcome == "hold":
@@ -171,33 +172,52 @@ async def claim(
     )
     if not claimed:
         return Claim([], 0)
-    interrupted = await repository.close_interrupted_attempts(session, [m.id for m in claimed], now)
-    wanted = {c for c in map(_credential_id, claimed) if c}
+    ids = [c.message_id for c in claimed]
+    interrupted = await repository.close_interrupted_attempts(session, ids, now)
+    found_messages = await messages.messages_for_delivery(session, ids)
+    # A queue row whose message left `outbox` by other means (an operator's SQL) sends nothing.
+    stale = [
+        c
+        for c in claimed
+        if (m := found_messages.get(c.message_id)) is None or m.status != MessageStatus.OUTBOX
+    ]
+    await repository.dequeue(session, [(c.message_id, token) for c in stale])
+    claims = [(found_messages[c.message_id], c) for c in claimed if c not in stale]
+    wanted = {c for c in (_credential_id(m) for m, _ in claims) if c}
     found = await credentials.load_for_delivery(session, wanted, box)
-    file_ids = {a.get("resourceId", "") for m in claimed for a in m.attachments}
+    file_ids = {a.get("resourceId", "") for m, _ in claims for a in m.attachments}
     attached_files = await files.load_for_delivery(session, file_ids, blobs)
 
-    ready: list[tuple[EmailMessage, DeliveryCredential | None]] = []
+    ready: list[tuple[EmailMessage, repository.Claimed, DeliveryCredential | None]] = []
     attachments_of: dict[str, tuple[AttachmentFile, ...]] = {}
-    settled: list[dict[str, Any]] = []
-    for message in claimed:
+    refused: list[messages.DeliveryAnswer] = []
+    for message, claimed_row in claims:
         credential_id = _credential_id(message)
         credential = found.get(credential_id) if credential_id else None
-        refusal = _refusal(message, interrupted, credential, settings)
+        refusal = _refusal(message, claimed_row.attempt_count, interrupted, credential, settings)
         attachments = _attachments(message, attached_files)
         if refusal is not None or isinstance(attachments, str):
             reason = refusal or str(attachments)
-            settled.append(_message_row(message.id, token, now, MessageStatus.FAILED, None, reason))
+            refused.append(
+                messages.DeliveryAnswer(
+                    message.id, message.organization_id, MessageStatus.FAILED, None, reason, now
+                )
+            )
             continue
-        ready.append((message, credential))
+        ready.append((message, claimed_row, credential))
         attachments_of[message.id] = attachments
     slots, released = await _pace(
-        session, ready, clock=clock, now=now, token=token, settings=settings
+        session,
+        [(m, c) for m, _, c in ready],
+        clock=clock,
+        now=now,
+        token=token,
+        settings=settings,
     )
 
     jobs: list[Job] = []
     attempts: list[dict[str, Any]] = []
-    for message, credential in ready:
+    for message, claimed_row, credential in ready:
         if message.id in released:
             continue
         slot = slots.get(message.id)
@@ -208,7 +228,7 @@ async def claim(
             {
                 "id": attempt_id,
                 "message_id": message.id,
-                "number": message.attempt_count,
+                "number": claimed_row.attempt_count,
                 "transport": transport,
                 "credential_id": credential.id if credential else None,
                 "worker": worker,
@@ -220,18 +240,27 @@ async def claim(
                 message=_outgoing(message, attachments_of[message.id]),
                 organization_id=message.organization_id,
                 attempt_id=attempt_id,
-                attempt_number=message.attempt_count,
+                attempt_number=claimed_row.attempt_count,
                 lease_token=token,
                 credential=credential,
                 transport=transport,
-                key=repository.key_of(message),
+                key=claimed_row.key,
                 not_before=not_before,
             )
         )
     await repository.open_attempts(session, attempts)
-    await repository.record_messages(session, settled)
-    await repository.release_messages(session, list(released.values()))
-    return Claim(jobs, len(settled))
+    await _settle(session, [(a, token) for a in refused])
+    await repository.release(session, list(released.values()))
+    return Claim(jobs, len(refused) + len(stale))
+
+
+async def _settle(
+    session: AsyncSession, answers: Sequence[tuple[messages.DeliveryAnswer, str]]
+) -> None:
+    """Writes each final answer (sent, failed) whose lease (token) is still held, taking its
+    message out of the queue."""
+    held = await repository.dequeue(session, [(a.message_id, token) for a, token in answers])
+    await messages.record_delivery(session, [a for a, _ in answers if a.message_id in held])
 
 
 async def _pace(
@@ -267,31 +296,8 @@ async def _pace(
         await repository.set_pacing(session, credential_id, plan.next_free)
         slots.update((m.id, slot) for m, slot in zip(messages, plan.slots, strict=False))
         for message, due in zip(messages[len(plan.slots) :], plan.later, strict=True):
-            released[message.id] = {"b_id": message.id, "b_token": token, "b_next_attempt_at": due}
+            released[message.id] = {"b_id": message.id, "b_token": token, "b_due_at": due}
     return slots, released
-
-
-def _message_row(
-    message_id: str,
-    token: str,
-    now: datetime,
-    status: MessageStatus,
-    code: int | None,
-    body: str,
-    *,
-    sent_at: datetime | None = None,
-    next_attempt_at: datetime | None = None,
-) -> dict[str, Any]:
-    return {
-        "b_id": message_id,
-        "b_token": token,
-        "b_status": status,
-        "b_code": code,
-        "b_body": body,
-        "b_sent_at": sent_at,
-        "b_next_attempt_at": next_attempt_at,
-        "b_updated_at": now.replace(microsecond=0),
-    }
 
 
 def _outcome_of(error: DeliveryError) -> Outcome:
@@ -353,7 +359,9 @@ class _Write:
     result: Result
     status: MessageStatus | None
     attempt: dict[str, Any] | None = None
-    message: dict[str, Any] | None = None
+    answer: messages.DeliveryAnswer | None = None
+    retry_at: datetime | None = None
+    """With an `outbox` answer: when the message is due again."""
     release: dict[str, Any] | None = None
     """A missed slot: the attempt is deleted and the message goes back to the queue."""
 
@@ -362,33 +370,20 @@ def _write_of(result: Result, settings: DeliverySettings, rng: random.Random) ->
     job, outcome, now = result.job, result.outcome, result.finished_at
     if isinstance(outcome, SlotMissed):
         # Nothing went out: the attempt never was, and the message is due again at once.
-        release = {"b_id": job.message.id, "b_token": job.lease_token, "b_next_attempt_at": now}
+        release = {"b_id": job.message.id, "b_token": job.lease_token, "b_due_at": now}
         return _Write(result, None, release=release)
-    code: int | None
+    code = outcome.code
     body = storable(outcome.text, MAX_BODY)
+    retry_at = None
     if isinstance(outcome, Receipt):
-        attempt_outcome, code = Outcome.SENT, outcome.code
-        row = _message_row(
-            job.message.id, job.lease_token, now, MessageStatus.SENT, code, body,
-            sent_at=now.replace(microsecond=0),
-        )  # fmt: skip
+        attempt_outcome, status, summary = Outcome.SENT, MessageStatus.SENT, body
     else:
-        attempt_outcome, code = _outcome_of(outcome), outcome.code
+        attempt_outcome, status, summary = _outcome_of(outcome), MessageStatus.FAILED, body
         decision = decide(outcome, job.attempt_number, settings, rng)
-        if isinstance(decision, GiveUp):
-            summary = (
-                body
-                if decision.reason == "permanent failure"
-                else storable(f"{body} ({decision.reason})", MAX_BODY)
-            )
-            row = _message_row(
-                job.message.id, job.lease_token, now, MessageStatus.FAILED, code, summary
-            )
-        else:
-            row = _message_row(
-                job.message.id, job.lease_token, now, MessageStatus.OUTBOX, code, body,
-                next_attempt_at=now + timedelta(seconds=decision.delay_seconds),
-            )  # fmt: skip
+        if not isinstance(decision, GiveUp):
+            status, retry_at = MessageStatus.OUTBOX, now + timedelta(seconds=decision.delay_seconds)
+        elif decision.reason != "permanent failure":
+            summary = storable(f"{body} ({decision.reason})", MAX_BODY)
     attempt = {
         "b_id": job.attempt_id,
         "b_outcome": attempt_outcome,
@@ -397,15 +392,28 @@ def _write_of(result: Result, settings: DeliverySettings, rng: random.Random) ->
         "b_code": code,
         "b_body": body,
     }
-    return _Write(result, MessageStatus(row["b_status"]), attempt=attempt, message=row)
+    answer = messages.DeliveryAnswer(
+        job.message.id, job.organization_id, status, code, summary, now
+    )
+    return _Write(result, status, attempt=attempt, answer=answer, retry_at=retry_at)
 
 
 async def _apply(session: AsyncSession, writes: list[_Write]) -> None:
     await repository.close_attempts(session, [w.attempt for w in writes if w.attempt])
-    await repository.record_messages(session, [w.message for w in writes if w.message])
+    settled = [
+        (w.answer, w.result.job.lease_token) for w in writes if w.answer and w.retry_at is None
+    ]
+    await _settle(session, settled)
+    retried = []
+    for w in writes:
+        if w.answer and w.retry_at is not None:
+            job = w.result.job
+            if await repository.retry_later(session, job.message.id, job.lease_token, w.retry_at):
+                retried.append(w.answer)
+    await messages.record_delivery(session, retried)
     missed = [w for w in writes if w.release]
     await repository.delete_attempts(session, [w.result.job.attempt_id for w in missed])
-    await repository.release_messages(session, [w.release for w in missed if w.release])
+    await repository.release(session, [w.release for w in missed if w.release])
 
 
 def _reraise_if_connection_lost(error: Exception) -> None:
@@ -424,7 +432,7 @@ def _error_name(error: Exception) -> str:
 
 async def queue_stats(session: AsyncSession, now: datetime) -> tuple[int, float]:
     """Outbox depth, and how many seconds the most overdue message has waited (0 if none)."""
-    depth, earliest = await repository.outbox_stats(session)
+    depth, earliest = await repository.queue_stats(session, now)
     overdue = (now - earliest).total_seconds() if earliest is not None else 0.0
     return depth, max(0.0, overdue)
 

@@ -1,10 +1,9 @@
-"""The email_messages table: the messages, and (rows in `outbox`) the delivery queue."""
+"""The email_messages table (a message in `outbox` is also queued: delivery/models.py)."""
 
 from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Index, String, Text
-from sqlalchemy import text as sql
 from sqlalchemy.orm import Mapped, mapped_column
 
 from postroom.db.base import Base
@@ -15,13 +14,6 @@ class MessageStatus(StrEnum):
     OUTBOX = "outbox"
     SENT = "sent"
     FAILED = "failed"
-
-
-# Who a message is claimed for (delivery/repository.py): its organization and the credential it
-# goes out through ('' for the server-wide transport), as one text value an index can order by.
-DELIVERY_KEY_SQL = (
-    "((organization_id || ' ') || coalesce(credential_hash, sender_credential_id, ''))"
-)
 
 
 class EmailMessage(Base):
@@ -50,12 +42,6 @@ class EmailMessage(Base):
     sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
-    # Delivery state: a message in `outbox` is due at next_attempt_at. A worker's claim moves
-    # next_attempt_at to the end of its lease and stamps lease_token, so a claim that is never
-    # recorded (the worker died) simply becomes due again when the lease runs out.
-    attempt_count: Mapped[int] = mapped_column(default=0, server_default="0")
-    next_attempt_at: Mapped[datetime | None]
-    lease_token: Mapped[str | None] = mapped_column(String(40))
     # Lower-cased subject, sender and recipients: what `q` searches (trigram index on PostgreSQL).
     search_text: Mapped[str] = mapped_column(Text)
 
@@ -63,19 +49,6 @@ class EmailMessage(Base):
         Index("ix_email_messages_org_created", "organization_id", "created_at", "id"),
         Index(
             "ix_email_messages_org_status_created", "organization_id", "status", "created_at", "id"
-        ),
-        Index(
-            "ix_email_messages_due",
-            "next_attempt_at",
-            sqlite_where=sql("status = 'outbox'"),
-            postgresql_where=sql("status = 'outbox'"),
-        ),
-        Index(
-            "ix_email_messages_due_key",
-            sql(DELIVERY_KEY_SQL),
-            "next_attempt_at",
-            sqlite_where=sql("status = 'outbox'"),
-            postgresql_where=sql("status = 'outbox'"),
         ),
         Index(
             "ix_email_messages_search_trgm",

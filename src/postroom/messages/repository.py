@@ -1,10 +1,20 @@
 """SQL for email messages, scoped to an organization in every statement."""
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, delete, exists, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,7 +22,7 @@ from postroom.core.listing import ListQuery, SortKey
 from postroom.db.listing import counted, fetch_page, filtered, paged
 from postroom.messages.models import EmailMessage, MessageFile, MessageStatus
 
-_table = EmailMessage.__table__
+_table = cast(Table, EmailMessage.__table__)
 _columns: dict[str, ColumnElement[Any]] = dict(_table.c.items())
 NEWEST_FIRST = (SortKey("created_at", descending=True),)
 
@@ -61,7 +71,7 @@ async def move_draft_to_outbox(
             EmailMessage.organization_id == organization_id,
             EmailMessage.status == MessageStatus.DRAFT,
         )
-        .values(status=MessageStatus.OUTBOX, initiated_at=now, next_attempt_at=now, updated_at=now)
+        .values(status=MessageStatus.OUTBOX, initiated_at=now, updated_at=now)
         .returning(EmailMessage),
         execution_options={"populate_existing": True},
     )
@@ -112,3 +122,31 @@ async def queued_with_file(session: AsyncSession, organization_id: str, file_id:
             )
         )
     )
+
+
+async def get_many(session: AsyncSession, message_ids: Collection[str]) -> list[EmailMessage]:
+    if not message_ids:
+        return []
+    found = await session.scalars(select(EmailMessage).where(EmailMessage.id.in_(message_ids)))
+    return list(found.all())
+
+
+# Only a message still in `outbox` takes a delivery answer (the queue row that was its lease is
+# what the caller checked; this keeps a settled message settled whatever happens).
+_record_answer = (
+    update(_table)
+    .where(_table.c.id == bindparam("b_id"), _table.c.status == MessageStatus.OUTBOX)
+    .values(
+        status=bindparam("b_status"),
+        response_code=bindparam("b_code"),
+        response_body=bindparam("b_body"),
+        sent_at=bindparam("b_sent_at"),
+        updated_at=bindparam("b_updated_at"),
+    )
+)
+
+
+async def record_answers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Each row: b_id, b_status, b_code, b_body, b_sent_at, b_updated_at."""
+    if rows:
+        await session.execute(_record_answer, rows)

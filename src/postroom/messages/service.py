@@ -1,5 +1,7 @@
 """Rules for email messages up to `outbox`: create, read, list, send a draft, delete."""
 
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -8,6 +10,7 @@ from postroom.core.ids import new_id
 from postroom.core.listing import ListQuery
 from postroom.core.metrics import MESSAGES_CREATED
 from postroom.credentials import service as credentials
+from postroom.delivery import queue
 from postroom.errors import Conflict, NotFound
 from postroom.files import service as files
 from postroom.messages import repository
@@ -65,14 +68,14 @@ async def create_message(
         sender_name=sender.name if sender else None,
         sender_credential_id=sender.credential_id if sender else None,
         initiated_at=now if data.status == "outbox" else None,
-        next_attempt_at=now if data.status == "outbox" else None,
         created_at=now,
         updated_at=now,
         search_text=" ".join([data.subject, data.from_, *data.to, *cc, *bcc]).lower(),
-        attempt_count=0,
     )
     # One INSERT, no unit of work; the answer is built from the object as written.
     await repository.insert_message(session, message)
+    if message.status == MessageStatus.OUTBOX:
+        await _enqueue(session, message)
     MESSAGES_CREATED.labels(data.status).inc()
     await repository.link_files(session, message.id, file_ids)
     return message
@@ -106,13 +109,12 @@ async def queue_notice(
         metadata_=None,
         attachments=[],
         initiated_at=now,
-        next_attempt_at=now,
         created_at=now,
         updated_at=now,
         search_text=f"{subject} {sender} {to}".lower(),
-        attempt_count=0,
     )
     await repository.insert_message(session, message)
+    await _enqueue(session, message)
     MESSAGES_CREATED.labels(MessageStatus.OUTBOX).inc()
     return message
 
@@ -161,7 +163,19 @@ async def send_draft(
         message.sender_name = sender.name if sender else None
         message.sender_credential_id = sender.credential_id if sender else None
         await session.flush()
+    await _enqueue(session, message)
     return message
+
+
+async def _enqueue(session: AsyncSession, message: EmailMessage) -> None:
+    """Storing a message in `outbox` is also queuing it, in the same transaction."""
+    await queue.enqueue(
+        session,
+        message.id,
+        organization_id=message.organization_id,
+        credential_id=message.credential_hash or message.sender_credential_id,
+        due_at=message.initiated_at or message.created_at,
+    )
 
 
 async def attaches_queued_file(session: AsyncSession, organization_id: str, file_id: str) -> bool:
@@ -173,3 +187,44 @@ async def delete_message(session: AsyncSession, organization_id: str, message_id
     if not await repository.delete_unless_in_flight(session, organization_id, message_id):
         await get_message(session, organization_id, message_id)
         raise Conflict("a message in outbox is being delivered and cannot be deleted")
+
+
+async def messages_for_delivery(
+    session: AsyncSession, message_ids: Collection[str]
+) -> dict[str, EmailMessage]:
+    """The messages of these ids (any organization's: the caller holds their queue leases)."""
+    return {m.id: m for m in await repository.get_many(session, message_ids)}
+
+
+@dataclass(frozen=True)
+class DeliveryAnswer:
+    """What delivery learnt of a message in `outbox`: its outcome (`sent` or `failed`), or
+    `outbox` with the answer of an attempt that will be retried."""
+
+    message_id: str
+    organization_id: str
+    status: MessageStatus
+    code: int | None
+    body: str
+    at: datetime
+
+
+async def record_delivery(session: AsyncSession, answers: Sequence[DeliveryAnswer]) -> None:
+    """Writes each answer on its message, if the message is still in `outbox` (the caller
+    holds its queue lease)."""
+    await repository.record_answers(
+        session,
+        [
+            {
+                "b_id": a.message_id,
+                "b_status": a.status,
+                "b_code": a.code,
+                "b_body": a.body,
+                "b_sent_at": a.at.replace(microsecond=0)
+                if a.status == MessageStatus.SENT
+                else None,
+                "b_updated_at": a.at.replace(microsecond=0),
+            }
+            for a in answers
+        ],
+    )

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from postroom.delivery.mime import OutgoingMessage
+from postroom.delivery.models import QueuedMessage
 from postroom.delivery.transports.base import PermanentError, TransientError
 from postroom.delivery.transports.mailgun import MailgunTransport
 from postroom.messages.models import EmailMessage
@@ -178,8 +179,9 @@ class TestThroughTheWorker:
             await h.deliver()
             async with h.sessionmaker() as session:
                 row = await session.get(EmailMessage, created["id"])
-                assert row is not None and row.next_attempt_at is not None
-                assert row.next_attempt_at - before >= timedelta(seconds=240)
+                due = await session.get(QueuedMessage, created["id"])
+                assert row is not None and due is not None
+                assert due.due_at - before >= timedelta(seconds=240)
             assert (row.status, row.response_code) == ("outbox", 503)
             await h.retry_all()
             attempts = await h.attempts(created["id"])

@@ -11,6 +11,7 @@ from email.utils import formatdate
 import pytest
 
 from postroom.delivery.mime import OutgoingMessage
+from postroom.delivery.models import QueuedMessage
 from postroom.delivery.transports.base import PermanentError, TransientError
 from postroom.delivery.transports.sendgrid import SendGridTransport
 from postroom.messages.models import EmailMessage
@@ -192,8 +193,9 @@ class TestThroughTheWorker:
             assert "too many requests" in waiting["responseBody"]
             async with h.sessionmaker() as session:
                 row = await session.get(EmailMessage, created["id"])
-                assert row is not None and row.next_attempt_at is not None
-                assert row.next_attempt_at - before >= timedelta(seconds=300)
+                due = await session.get(QueuedMessage, created["id"])
+                assert row is not None and due is not None
+                assert due.due_at - before >= timedelta(seconds=300)
             h.clock.advance(timedelta(seconds=299))
             assert await h.deliver() == 0
             h.clock.advance(timedelta(seconds=2))

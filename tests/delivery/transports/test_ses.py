@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from postroom.delivery.mime import OutgoingMessage
+from postroom.delivery.models import QueuedMessage
 from postroom.delivery.transports.base import PermanentError, TransientError
 from postroom.delivery.transports.ses import SesTransport
 from postroom.messages.models import EmailMessage
@@ -222,8 +223,9 @@ class TestThroughTheWorker:
             await h.deliver()
             async with h.sessionmaker() as session:
                 row = await session.get(EmailMessage, created["id"])
-                assert row is not None and row.next_attempt_at is not None
-                assert row.next_attempt_at - before >= timedelta(seconds=180)
+                due = await session.get(QueuedMessage, created["id"])
+                assert row is not None and due is not None
+                assert due.due_at - before >= timedelta(seconds=180)
                 assert row.response_body is not None
                 assert row.response_body.startswith("TooManyRequestsException: ")
             await h.retry_all()

@@ -1,0 +1,37 @@
+"""What other domains call to put a message in the delivery queue: the messages domain, in the
+transaction that moves the message into `outbox` (the outbox pattern). Nothing here imports
+another domain, so the messages domain can import it without a cycle."""
+
+from datetime import datetime
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from postroom.delivery.models import QueuedMessage
+
+
+def delivery_key(organization_id: str, credential_id: str | None) -> str:
+    """The key a message is claimed under: its organization and the credential it goes out
+    through ('' for the server-wide transport)."""
+    return f"{organization_id} {credential_id or ''}"
+
+
+async def enqueue(
+    session: AsyncSession,
+    message_id: str,
+    *,
+    organization_id: str,
+    credential_id: str | None,
+    due_at: datetime,
+) -> None:
+    await session.execute(
+        insert(QueuedMessage),
+        [
+            {
+                "message_id": message_id,
+                "delivery_key": delivery_key(organization_id, credential_id),
+                "due_at": due_at,
+                "attempt_count": 0,
+            }
+        ],
+    )
