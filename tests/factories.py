@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from postroom.auth import service as auth
 from postroom.core.clock import SystemClock
 from postroom.core.ids import new_id
+from postroom.messages import service as messages
 from postroom.messages.models import EmailMessage, MessageStatus
 
 
@@ -45,11 +46,17 @@ async def make_org(
 async def update_message(
     sessionmaker: async_sessionmaker[AsyncSession], message_id: str, **values: Any
 ) -> None:
-    """Sets columns of a stored message directly: states and times the API cannot reach."""
+    """Sets columns of a stored message directly: states and times the API cannot reach. The
+    kept counts are rebuilt after (a status may have changed behind the service's back)."""
     async with sessionmaker() as session, session.begin():
-        await session.execute(
-            update(EmailMessage).where(EmailMessage.id == message_id).values(**values)
+        organization_id = await session.scalar(
+            update(EmailMessage)
+            .where(EmailMessage.id == message_id)
+            .values(**values)
+            .returning(EmailMessage.organization_id)
         )
+        if organization_id is not None:
+            await messages.recount(session, organization_id)
 
 
 async def queue_messages(
@@ -85,6 +92,7 @@ async def queue_messages(
     ]
     async with sessionmaker() as session, session.begin():
         await session.execute(insert(EmailMessage), rows)
+        await messages.recount(session, organization_id)
     return [str(row["id"]) for row in rows]
 
 

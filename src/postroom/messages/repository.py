@@ -1,16 +1,29 @@
 """SQL for email messages, scoped to an organization in every statement."""
 
-from collections.abc import Collection
+import random
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, exists, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.listing import ListQuery, SortKey
 from postroom.db.listing import counted, fetch_page, filtered, paged
-from postroom.messages.models import EmailMessage, MessageFile, MessageStatus
+from postroom.messages.models import EmailMessage, MessageCount, MessageFile, MessageStatus
 
 _table = EmailMessage.__table__
 _columns: dict[str, ColumnElement[Any]] = dict(_table.c.items())
@@ -69,16 +82,18 @@ async def move_draft_to_outbox(
 
 async def delete_unless_in_flight(
     session: AsyncSession, organization_id: str, message_id: str
-) -> bool:
-    """Deletes the message unless it is in `outbox`; whether a row went."""
-    result = await session.execute(
-        delete(EmailMessage).where(
+) -> str | None:
+    """Deletes the message unless it is in `outbox`; the status it had, if a row went."""
+    status: str | None = await session.scalar(
+        delete(EmailMessage)
+        .where(
             EmailMessage.id == message_id,
             EmailMessage.organization_id == organization_id,
             EmailMessage.status != MessageStatus.OUTBOX,
         )
+        .returning(EmailMessage.status)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return status
 
 
 _COLUMN_ATTRIBUTES = [attribute.key for attribute in sa_inspect(EmailMessage).column_attrs]
@@ -111,4 +126,57 @@ async def queued_with_file(session: AsyncSession, organization_id: str, file_id:
                 )
             )
         )
+    )
+
+
+# The kept counts (models.MessageCount). Each change set (one statement; a transaction has one,
+# but for a delivery batch recorded row by row) adds its deltas to the rows of ONE shard drawn at
+# random. On PostgreSQL an upsert locks its row until commit: with one row per (organization,
+# status), every create of an organization would wait for the previous one to commit; with
+# COUNT_SHARDS rows, concurrent transactions mostly touch different rows. A statement writes its
+# rows in (organization, status, shard) order, so two transactions that need the same rows lock
+# them in the same order and cannot deadlock. (SQLite has one writer at a time: no cost there.)
+COUNT_SHARDS = 16
+_counts = MessageCount.__table__
+
+
+async def change_counts(session: AsyncSession, deltas: Mapping[tuple[str, str], int]) -> None:
+    """Adds each delta to the kept count of its (organization_id, status), in one statement."""
+    changes = sorted((org, str(status), delta) for (org, status), delta in deltas.items() if delta)
+    if not changes:
+        return
+    shard = random.randrange(COUNT_SHARDS)  # noqa: S311 (spreads rows; nothing secret)
+    rows = [
+        {"organization_id": org, "status": status, "shard": shard, "count": delta}
+        for org, status, delta in changes
+    ]
+    dialect = session.get_bind().dialect.name
+    upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(MessageCount)
+    upsert = upsert.values(rows)
+    await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[_counts.c.organization_id, _counts.c.status, _counts.c.shard],
+            set_={"count": _counts.c.count + upsert.excluded["count"]},
+        )
+    )
+
+
+async def recount(session: AsyncSession, organization_id: str | None) -> None:
+    """Rebuilds the kept counts (of one organization, or of all) from the rows, into shard 0."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Exact even while messages are written: a transaction that has moved counts holds a
+        # ROW EXCLUSIVE lock on the table until it commits, so this waits for it (its rows are
+        # then seen below); one that has not yet moved them waits for this one to commit, and
+        # then moves them on top of the rebuilt counts (its rows were not seen below).
+        await session.execute(text("LOCK TABLE email_message_counts IN SHARE ROW EXCLUSIVE MODE"))
+    rows = select(
+        EmailMessage.organization_id, EmailMessage.status, literal(0), func.count()
+    ).group_by(EmailMessage.organization_id, EmailMessage.status)
+    clear = delete(MessageCount)
+    if organization_id is not None:
+        rows = rows.where(EmailMessage.organization_id == organization_id)
+        clear = clear.where(MessageCount.organization_id == organization_id)
+    await session.execute(clear)
+    await session.execute(
+        insert(MessageCount).from_select(["organization_id", "status", "shard", "count"], rows)
     )

@@ -1,5 +1,8 @@
-"""Rules for email messages up to `outbox`: create, read, list, send a draft, delete."""
+"""Rules for email messages up to `outbox`: create, read, list, send a draft, delete; and the
+kept counts of messages by status, which every change to a message's existence or status moves
+in its own transaction."""
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -75,6 +78,8 @@ async def create_message(
     await repository.insert_message(session, message)
     MESSAGES_CREATED.labels(data.status).inc()
     await repository.link_files(session, message.id, file_ids)
+    # Last: the count row stays locked until commit (PostgreSQL), so it is taken as late as it can.
+    await repository.change_counts(session, {(organization_id, data.status): 1})
     return message
 
 
@@ -113,6 +118,7 @@ async def queue_notice(
         attempt_count=0,
     )
     await repository.insert_message(session, message)
+    await repository.change_counts(session, {(organization_id, MessageStatus.OUTBOX): 1})
     MESSAGES_CREATED.labels(MessageStatus.OUTBOX).inc()
     return message
 
@@ -161,6 +167,10 @@ async def send_draft(
         message.sender_name = sender.name if sender else None
         message.sender_credential_id = sender.credential_id if sender else None
         await session.flush()
+    await repository.change_counts(
+        session,
+        {(organization_id, MessageStatus.DRAFT): -1, (organization_id, MessageStatus.OUTBOX): 1},
+    )
     return message
 
 
@@ -170,6 +180,22 @@ async def attaches_queued_file(session: AsyncSession, organization_id: str, file
 
 
 async def delete_message(session: AsyncSession, organization_id: str, message_id: str) -> None:
-    if not await repository.delete_unless_in_flight(session, organization_id, message_id):
+    status = await repository.delete_unless_in_flight(session, organization_id, message_id)
+    if status is None:
         await get_message(session, organization_id, message_id)
         raise Conflict("a message in outbox is being delivered and cannot be deleted")
+    await repository.change_counts(session, {(organization_id, status): -1})
+
+
+async def change_counts(session: AsyncSession, deltas: Mapping[tuple[str, str], int]) -> None:
+    """Moves the kept counts by (organization_id, status) -> delta (zeros are dropped), in the
+    caller's transaction: for a change made outside this module (delivery: a message leaving
+    outbox), which must call this in the transaction of that change, for exactly the rows that
+    changed."""
+    await repository.change_counts(session, deltas)
+
+
+async def recount(session: AsyncSession, organization_id: str | None = None) -> None:
+    """Rebuilds the kept counts of one organization (or of all) from its messages: a repair
+    after messages were written by other means (a bulk load, a manual fix)."""
+    await repository.recount(session, organization_id)
