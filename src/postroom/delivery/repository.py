@@ -248,11 +248,27 @@ async def close_attempts(session: AsyncSession, rows: list[dict[str, Any]]) -> N
         await session.execute(_close_attempt, rows)
 
 
-async def record_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+# A final status, row by row, to learn which guards held: an executemany cannot say (RETURNING
+# is not allowed with it, and its rowcount is the batch's).
+_record_final_message = _record_message.returning(_messages.c.organization_id)
+
+
+async def record_messages(
+    session: AsyncSession, rows: list[dict[str, Any]]
+) -> list[tuple[str, MessageStatus]]:
     """Each row: b_id, b_token, b_status, b_code, b_body, b_sent_at, b_next_attempt_at,
-    b_updated_at."""
-    if rows:
-        await session.execute(_record_message, rows)
+    b_updated_at. Returns the (organization_id, status) of each message that left outbox (its
+    guard held and its new status is sent or failed): what the kept counts must follow."""
+    staying = [row for row in rows if row["b_status"] == MessageStatus.OUTBOX]
+    if staying:
+        await session.execute(_record_message, staying)
+    left: list[tuple[str, MessageStatus]] = []
+    for row in rows:
+        if row["b_status"] != MessageStatus.OUTBOX:
+            organization_id = await session.scalar(_record_final_message, row)
+            if organization_id is not None:
+                left.append((str(organization_id), MessageStatus(row["b_status"])))
+    return left
 
 
 async def oldest_due(session: AsyncSession, now: datetime) -> datetime | None:

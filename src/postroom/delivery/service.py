@@ -3,6 +3,7 @@ call), then record what each send produced: sent, retry later, or failed."""
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -229,8 +230,8 @@ async def claim(
             )
         )
     await repository.open_attempts(session, attempts)
-    await repository.record_messages(session, settled)
     await repository.release_messages(session, list(released.values()))
+    await _record_messages_and_counts(session, settled)
     return Claim(jobs, len(settled))
 
 
@@ -400,12 +401,26 @@ def _write_of(result: Result, settings: DeliverySettings, rng: random.Random) ->
     return _Write(result, MessageStatus(row["b_status"]), attempt=attempt, message=row)
 
 
+async def _record_messages_and_counts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Writes the messages' rows (repository.record_messages) and, in the same transaction, moves
+    the kept counts (messages.change_counts) for exactly the messages that left outbox: outbox
+    -1, sent or failed +1. A row whose lease guard failed changed nothing and counts nothing.
+    Called last in its transaction: a count row stays locked until commit (PostgreSQL), and
+    taking no other lock after it leaves no lock cycle to close."""
+    left = await repository.record_messages(session, rows)
+    deltas: Counter[tuple[str, str]] = Counter()
+    for organization_id, status in left:
+        deltas[organization_id, MessageStatus.OUTBOX] -= 1
+        deltas[organization_id, status] += 1
+    await messages.change_counts(session, deltas)
+
+
 async def _apply(session: AsyncSession, writes: list[_Write]) -> None:
     await repository.close_attempts(session, [w.attempt for w in writes if w.attempt])
-    await repository.record_messages(session, [w.message for w in writes if w.message])
     missed = [w for w in writes if w.release]
     await repository.delete_attempts(session, [w.result.job.attempt_id for w in missed])
     await repository.release_messages(session, [w.release for w in missed if w.release])
+    await _record_messages_and_counts(session, [w.message for w in writes if w.message])
 
 
 def _reraise_if_connection_lost(error: Exception) -> None:
