@@ -15,6 +15,7 @@ from postroom.core.clock import SystemClock
 from postroom.core.ids import new_id
 from postroom.delivery.models import QueuedMessage
 from postroom.delivery.queue import delivery_key
+from postroom.messages import service as messages
 from postroom.messages.models import EmailMessage, MessageStatus
 
 
@@ -48,15 +49,21 @@ async def update_message(
     sessionmaker: async_sessionmaker[AsyncSession], message_id: str, **values: Any
 ) -> None:
     """Sets columns of a stored message directly: states and times the API cannot reach. A
-    message set out of `outbox` leaves the delivery queue, as it would through delivery."""
+    message set out of `outbox` leaves the delivery queue, as it would through delivery, and the
+    kept counts are rebuilt (a status may have changed behind the service's back)."""
     async with sessionmaker() as session, session.begin():
-        await session.execute(
-            update(EmailMessage).where(EmailMessage.id == message_id).values(**values)
+        organization_id = await session.scalar(
+            update(EmailMessage)
+            .where(EmailMessage.id == message_id)
+            .values(**values)
+            .returning(EmailMessage.organization_id)
         )
         if values.get("status", MessageStatus.OUTBOX) != MessageStatus.OUTBOX:
             await session.execute(
                 delete(QueuedMessage).where(QueuedMessage.message_id == message_id)
             )
+        if organization_id is not None:
+            await messages.recount(session, organization_id)
 
 
 async def queue_messages(
@@ -104,6 +111,7 @@ async def queue_messages(
     async with sessionmaker() as session, session.begin():
         await session.execute(insert(EmailMessage), rows)
         await session.execute(insert(QueuedMessage), queued)
+        await messages.recount(session, organization_id)
     return [str(row["id"]) for row in rows]
 
 

@@ -1,4 +1,5 @@
-"""The `postroom` command, run as a real process: serve, organizations create, keys create."""
+"""The `postroom` command, run as a real process: serve, organizations create, keys create,
+messages recount."""
 
 import asyncio
 import json
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from postroom.auth import service as auth
+from postroom.messages.models import MessageCount
 from tests import databases as test_databases
 from tests.api.test_health import drop_workers_table
 from tests.factories import message_body
@@ -277,6 +281,28 @@ class TestOperatorCommands:
         assert setting_id not in out
         code, out, err = await run_command(cli_env, "senders", "verify", "mail_dst_nope")
         assert code == 1 and "error: email delivery setting mail_dst_nope not found" in err
+
+    async def test_messages_recount_rebuilds_the_kept_counts(
+        self,
+        cli_env: dict[str, str],
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        organization: auth.NewOrganization,
+    ) -> None:
+        await client.post("/email-messages", json=message_body())
+        async with sessionmaker() as session, session.begin():
+            await session.execute(
+                delete(MessageCount).where(
+                    MessageCount.organization_id == organization.organization_id
+                )
+            )
+        assert (await client.get("/email-messages")).headers["pagination-total"] == "0"
+        code, out, err = await run_command(
+            cli_env, "messages", "recount", organization.organization_id
+        )
+        assert code == 0, err
+        assert f"recounted the messages of {organization.organization_id}" in out
+        assert (await client.get("/email-messages")).headers["pagination-total"] == "1"
 
 
 class TestInvalidSettings:

@@ -4,17 +4,21 @@ import asyncio
 import importlib
 import pkgutil
 import warnings
+from datetime import UTC, datetime
 from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, func, insert, inspect, select
 
 import postroom
+from postroom.auth.models import Organization
+from postroom.core.ids import new_id
 from postroom.db.base import Base
 from postroom.db.engine import create_engine
 from postroom.db.migrate import alembic_config, is_current, upgrade
+from postroom.messages.models import EmailMessage, MessageCount
 from tests import databases as test_databases
 
 
@@ -91,3 +95,58 @@ class TestMigrations:
         url = await databases.clone()
         await asyncio.to_thread(upgrade, url)
         assert await differences_in(url) == []
+
+
+# The revision before the kept message counts (email_message_counts) existed.
+BEFORE_COUNTS = "d4e5f6a7b8c9"
+
+
+def message_row(organization_id: str, status: str) -> dict[str, Any]:
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    return {
+        "id": new_id("mail_msg_"),
+        "organization_id": organization_id,
+        "status": status,
+        "from_address": "sender@example.com",
+        "to_addresses": ["to@example.com"],
+        "cc_addresses": [],
+        "bcc_addresses": [],
+        "subject": "s",
+        "text": "t",
+        "html": "h",
+        "attachments": [],
+        "created_at": now,
+        "updated_at": now,
+        "search_text": "",
+    }
+
+
+class TestKeptCountsMigration:
+    async def test_upgrade_counts_the_messages_already_stored(
+        self, databases: test_databases.DatabaseFactory
+    ) -> None:
+        url = await databases.empty()
+        await asyncio.to_thread(upgrade, url, BEFORE_COUNTS)
+        stored = {("org_a", "sent"): 3, ("org_a", "draft"): 1, ("org_b", "failed"): 2}
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with engine.begin() as connection:
+                now = datetime.now(UTC)
+                for org in ("org_a", "org_b", "org_c"):
+                    await connection.execute(
+                        insert(Organization).values(id=org, name=org, created_at=now)
+                    )
+                rows = [message_row(o, s) for (o, s), n in stored.items() for _ in range(n)]
+                await connection.execute(insert(EmailMessage), rows)
+            await asyncio.to_thread(upgrade, url)
+            async with engine.connect() as connection:
+                counted = await connection.execute(
+                    select(
+                        MessageCount.organization_id,
+                        MessageCount.status,
+                        func.sum(MessageCount.count),
+                    ).group_by(MessageCount.organization_id, MessageCount.status)
+                )
+                assert {(o, s): int(n) for o, s, n in counted} == stored
+        finally:
+            await engine.dispose()

@@ -19,6 +19,7 @@ from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.db.migrate import upgrade
 from postroom.delivery.worker import run_worker
 from postroom.errors import PostroomError
+from postroom.messages import service as messages_service
 from postroom.senders import service as senders_service
 from postroom.settings import InvalidSettings, Settings, load_settings
 
@@ -35,6 +36,8 @@ app.add_typer(organizations, name="organizations")
 app.add_typer(keys, name="keys")
 senders = typer.Typer(help="Email delivery settings (sender addresses).", no_args_is_help=True)
 app.add_typer(senders, name="senders")
+messages = typer.Typer(help="Email messages.", no_args_is_help=True)
+app.add_typer(messages, name="messages")
 
 
 def _settings() -> Settings:
@@ -220,6 +223,19 @@ def verify_sender(
         settings, lambda s: senders_service.verify_as_operator(s, setting_id, SystemClock().now())
     )
     typer.echo(f"{setting.id} ({setting.from_address}) is verified")
+
+
+@messages.command("recount")
+def recount_messages(
+    organization_id: Annotated[
+        str | None, typer.Argument(help="Organization id (org_…); every organization if none.")
+    ] = None,
+) -> None:
+    """Rebuild the kept message counts (Pagination-Total) from the stored messages: after rows
+    were written by other means than postroom (a bulk load, a manual fix)."""
+    settings = _settings()
+    _in_transaction(settings, lambda s: messages_service.recount(s, organization_id))
+    typer.echo(f"recounted the messages of {organization_id or 'every organization'}")
 
 
 def main() -> None:

@@ -8,12 +8,14 @@ from postroom.core.listing import (
     Condition,
     FieldKind,
     ListField,
+    ListQuery,
     ListQueryError,
     SortKey,
     Term,
     parse_datetime,
     parse_filter,
     parse_sort,
+    values_admitted,
 )
 
 FIELDS = {
@@ -166,6 +168,39 @@ class TestParseFilter:
     @pytest.mark.parametrize("value", ["yesterday", "2026-13-01", "2026-01-01T25:00:00Z.."])
     def test_bad_datetime_is_named(self, value: str) -> None:
         assert error_of(f"createdTime:{value}").field == "filter.createdTime"
+
+
+STATUSES = ("draft", "outbox", "sent")
+
+
+def admitted(raw: str | None, search: str | None = None) -> frozenset[str] | None:
+    query = ListQuery(conditions=parse_filter(raw, FIELDS), search=search)
+    return values_admitted(query, "status", STATUSES)
+
+
+class TestValuesAdmitted:
+    def test_no_filter_admits_every_value(self) -> None:
+        assert admitted(None) == frozenset(STATUSES)
+
+    def test_listed_values_are_admitted(self) -> None:
+        assert admitted("status:sent,draft") == frozenset({"sent", "draft"})
+
+    def test_excluded_values_are_not(self) -> None:
+        assert admitted("status:!sent") == frozenset({"draft", "outbox"})
+
+    def test_conditions_on_the_field_all_hold(self) -> None:
+        assert admitted("status:sent,draft;status:!draft") == frozenset({"sent"})
+        assert admitted("status:sent;status:draft") == frozenset()
+
+    @pytest.mark.parametrize(
+        "raw", ["status:draft..outbox", "status:!draft..outbox", "status:sent;name:x", "code:1"]
+    )
+    def test_a_range_or_another_field_is_none(self, raw: str) -> None:
+        assert admitted(raw) is None
+
+    def test_a_search_is_none(self) -> None:
+        assert admitted("status:sent", search="invoice") is None
+        assert admitted(None, search="") == frozenset(STATUSES)
 
 
 class TestParseDatetime:

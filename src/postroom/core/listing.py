@@ -74,6 +74,24 @@ class ListQuery:
     search: str | None = None
 
 
+def values_admitted(query: ListQuery, column: str, among: Iterable[str]) -> frozenset[str] | None:
+    """Which of `among` (every value `column` can hold; the column is never null) the query's
+    filter admits, when the filter constrains that column alone, by single values (no ranges),
+    and there is no q: then the query selects exactly the rows whose `column` is one of them.
+    None for any other query, which must be answered by applying its filter to the rows."""
+    if query.search:
+        return None
+    admitted = frozenset(among)
+    for condition in query.conditions:
+        terms = condition.allowed + condition.excluded
+        if condition.field != column or any(term.is_range for term in terms):
+            return None
+        if condition.allowed:
+            admitted &= {str(term.low) for term in condition.allowed}
+        admitted -= {str(term.low) for term in condition.excluded}
+    return admitted
+
+
 def parse_sort(raw: Iterable[str], fields: Mapping[str, ListField]) -> tuple[SortKey, ...]:
     keys: list[SortKey] = []
     for part in (p.strip() for chunk in raw for p in chunk.split(",")):

@@ -51,10 +51,12 @@ async def fetch_page(
     *,
     default_sort: tuple[SortKey, ...],
     tiebreak: ColumnElement[Any],
+    count: Select[Any] | None = None,
 ) -> tuple[list[Any], int]:
-    """The page of a filtered statement and the total it is a page of (Pagination-Total).
-    The page is not asked for when it would be empty."""
-    total = (await session.execute(counted(base))).scalar_one()
+    """The page of a filtered statement and the total it is a page of (Pagination-Total), which
+    `count` answers when given (a statement of one integer: the number of rows `base` selects),
+    and count(*) over `base` otherwise. The page is not asked for when it would be empty."""
+    total = int((await session.execute(counted(base) if count is None else count)).scalar_one())
     if query.limit == 0 or query.offset >= total:
         return [], total
     page = paged(base, query, columns, default_sort=default_sort, tiebreak=tiebreak)

@@ -1,9 +1,10 @@
-"""The email_messages table (a message in `outbox` is also queued: delivery/models.py)."""
+"""The email_messages table (a message in `outbox` is also queued: delivery/models.py), and the
+kept counts of each organization's messages by status."""
 
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from postroom.db.base import Base
@@ -73,3 +74,20 @@ class MessageFile(Base):
     )
 
     __table_args__ = (Index("ix_email_message_files_file", "file_id"),)
+
+
+class MessageCount(Base):
+    """How many messages an organization has in a status, kept in the same transaction as every
+    change to email_messages (repository.change_counts), so that Pagination-Total is a sum of a
+    few rows instead of a count(*) over the organization's messages. Each (organization, status)
+    is spread over COUNT_SHARDS rows (repository.py says why); its count is their sum. A shard
+    may go negative (a message counted into one shard leaves from another)."""
+
+    __tablename__ = "email_message_counts"
+
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(BigInteger)

@@ -1,26 +1,32 @@
 """SQL for email messages, scoped to an organization in every statement."""
 
-from collections.abc import Collection, Sequence
+import random
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Select,
     Table,
     bindparam,
     delete,
     exists,
+    func,
     insert,
+    literal,
     select,
+    text,
     update,
 )
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from postroom.core.listing import ListQuery, SortKey
+from postroom.core.listing import ListQuery, SortKey, values_admitted
 from postroom.db.listing import counted, fetch_page, filtered, paged
-from postroom.messages.models import EmailMessage, MessageFile, MessageStatus
+from postroom.messages.models import EmailMessage, MessageCount, MessageFile, MessageStatus
 
 _table = cast(Table, EmailMessage.__table__)
 _columns: dict[str, ColumnElement[Any]] = dict(_table.c.items())
@@ -36,11 +42,21 @@ def _filtered(organization_id: str, query: ListQuery) -> Select[Any]:
     )
 
 
+def _count(organization_id: str, query: ListQuery, base: Select[Any]) -> Select[Any]:
+    """What counts the rows of `base` (Pagination-Total): with no filter, or one on status alone
+    (and no q), the sum of the kept counts of the statuses it admits, which reads a few rows
+    however many messages there are; otherwise count(*) through the filter's indexes."""
+    statuses = values_admitted(query, "status", MessageStatus)
+    if statuses is None:
+        return counted(base)
+    return kept_count_statement(organization_id, statuses)
+
+
 def list_statement(organization_id: str, query: ListQuery) -> tuple[Select[Any], Select[Any]]:
     """The page and count statements for a collection query (public so tests can EXPLAIN it)."""
     base = _filtered(organization_id, query)
     page = paged(base, query, _columns, default_sort=NEWEST_FIRST, tiebreak=_table.c.id)
-    return page, counted(base)
+    return page, _count(organization_id, query, base)
 
 
 async def list_page(
@@ -48,7 +64,13 @@ async def list_page(
 ) -> tuple[list[EmailMessage], int]:
     base = _filtered(organization_id, query)
     return await fetch_page(
-        session, base, query, _columns, default_sort=NEWEST_FIRST, tiebreak=_table.c.id
+        session,
+        base,
+        query,
+        _columns,
+        default_sort=NEWEST_FIRST,
+        tiebreak=_table.c.id,
+        count=_count(organization_id, query, base),
     )
 
 
@@ -79,16 +101,18 @@ async def move_draft_to_outbox(
 
 async def delete_unless_in_flight(
     session: AsyncSession, organization_id: str, message_id: str
-) -> bool:
-    """Deletes the message unless it is in `outbox`; whether a row went."""
-    result = await session.execute(
-        delete(EmailMessage).where(
+) -> str | None:
+    """Deletes the message unless it is in `outbox`; the status it had, if a row went."""
+    status: str | None = await session.scalar(
+        delete(EmailMessage)
+        .where(
             EmailMessage.id == message_id,
             EmailMessage.organization_id == organization_id,
             EmailMessage.status != MessageStatus.OUTBOX,
         )
+        .returning(EmailMessage.status)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return status
 
 
 _COLUMN_ATTRIBUTES = [attribute.key for attribute in sa_inspect(EmailMessage).column_attrs]
@@ -150,3 +174,66 @@ async def record_answers(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
     """Each row: b_id, b_status, b_code, b_body, b_sent_at, b_updated_at."""
     if rows:
         await session.execute(_record_answer, rows)
+
+
+# The kept counts (models.MessageCount). Each change set (one statement; a transaction has one,
+# but for a delivery batch recorded row by row) adds its deltas to the rows of ONE shard drawn at
+# random. On PostgreSQL an upsert locks its row until commit: with one row per (organization,
+# status), every create of an organization would wait for the previous one to commit; with
+# COUNT_SHARDS rows, concurrent transactions mostly touch different rows. A statement writes its
+# rows in (organization, status, shard) order, so two transactions that need the same rows lock
+# them in the same order and cannot deadlock. (SQLite has one writer at a time: no cost there.)
+COUNT_SHARDS = 16
+_counts = MessageCount.__table__
+
+
+async def change_counts(session: AsyncSession, deltas: Mapping[tuple[str, str], int]) -> None:
+    """Adds each delta to the kept count of its (organization_id, status), in one statement."""
+    changes = sorted((org, str(status), delta) for (org, status), delta in deltas.items() if delta)
+    if not changes:
+        return
+    shard = random.randrange(COUNT_SHARDS)  # noqa: S311 (spreads rows; nothing secret)
+    rows = [
+        {"organization_id": org, "status": status, "shard": shard, "count": delta}
+        for org, status, delta in changes
+    ]
+    dialect = session.get_bind().dialect.name
+    upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(MessageCount)
+    upsert = upsert.values(rows)
+    await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[_counts.c.organization_id, _counts.c.status, _counts.c.shard],
+            set_={"count": _counts.c.count + upsert.excluded["count"]},
+        )
+    )
+
+
+def kept_count_statement(organization_id: str, statuses: Collection[str]) -> Select[Any]:
+    """The number of the organization's messages in these statuses, from the kept counts."""
+    stmt = select(func.coalesce(func.sum(MessageCount.count), 0).cast(BigInteger)).where(
+        MessageCount.organization_id == organization_id
+    )
+    if set(statuses) != set(MessageStatus):
+        stmt = stmt.where(MessageCount.status.in_(sorted(statuses)))
+    return stmt
+
+
+async def recount(session: AsyncSession, organization_id: str | None) -> None:
+    """Rebuilds the kept counts (of one organization, or of all) from the rows, into shard 0."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Exact even while messages are written: a transaction that has moved counts holds a
+        # ROW EXCLUSIVE lock on the table until it commits, so this waits for it (its rows are
+        # then seen below); one that has not yet moved them waits for this one to commit, and
+        # then moves them on top of the rebuilt counts (its rows were not seen below).
+        await session.execute(text("LOCK TABLE email_message_counts IN SHARE ROW EXCLUSIVE MODE"))
+    rows = select(
+        EmailMessage.organization_id, EmailMessage.status, literal(0), func.count()
+    ).group_by(EmailMessage.organization_id, EmailMessage.status)
+    clear = delete(MessageCount)
+    if organization_id is not None:
+        rows = rows.where(EmailMessage.organization_id == organization_id)
+        clear = clear.where(MessageCount.organization_id == organization_id)
+    await session.execute(clear)
+    await session.execute(
+        insert(MessageCount).from_select(["organization_id", "status", "shard", "count"], rows)
+    )

@@ -1,6 +1,9 @@
-"""Rules for email messages up to `outbox`: create, read, list, send a draft, delete."""
+"""Rules for email messages up to `outbox`: create, read, list, send a draft, delete; and the
+kept counts of messages by status, which every change to a message's existence or status moves
+in its own transaction."""
 
-from collections.abc import Collection, Sequence
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -78,6 +81,8 @@ async def create_message(
         await _enqueue(session, message)
     MESSAGES_CREATED.labels(data.status).inc()
     await repository.link_files(session, message.id, file_ids)
+    # Last: the count row stays locked until commit (PostgreSQL), so it is taken as late as it can.
+    await repository.change_counts(session, {(organization_id, data.status): 1})
     return message
 
 
@@ -115,6 +120,7 @@ async def queue_notice(
     )
     await repository.insert_message(session, message)
     await _enqueue(session, message)
+    await repository.change_counts(session, {(organization_id, MessageStatus.OUTBOX): 1})
     MESSAGES_CREATED.labels(MessageStatus.OUTBOX).inc()
     return message
 
@@ -164,6 +170,10 @@ async def send_draft(
         message.sender_credential_id = sender.credential_id if sender else None
         await session.flush()
     await _enqueue(session, message)
+    await repository.change_counts(
+        session,
+        {(organization_id, MessageStatus.DRAFT): -1, (organization_id, MessageStatus.OUTBOX): 1},
+    )
     return message
 
 
@@ -184,9 +194,11 @@ async def attaches_queued_file(session: AsyncSession, organization_id: str, file
 
 
 async def delete_message(session: AsyncSession, organization_id: str, message_id: str) -> None:
-    if not await repository.delete_unless_in_flight(session, organization_id, message_id):
+    status = await repository.delete_unless_in_flight(session, organization_id, message_id)
+    if status is None:
         await get_message(session, organization_id, message_id)
         raise Conflict("a message in outbox is being delivered and cannot be deleted")
+    await repository.change_counts(session, {(organization_id, status): -1})
 
 
 async def messages_for_delivery(
@@ -210,8 +222,8 @@ class DeliveryAnswer:
 
 
 async def record_delivery(session: AsyncSession, answers: Sequence[DeliveryAnswer]) -> None:
-    """Writes each answer on its message, if the message is still in `outbox` (the caller
-    holds its queue lease)."""
+    """Writes each answer on its message, and moves the kept counts of those that left
+    `outbox`. The caller holds each message's queue lease, so each is still in `outbox`."""
     await repository.record_answers(
         session,
         [
@@ -228,3 +240,24 @@ async def record_delivery(session: AsyncSession, answers: Sequence[DeliveryAnswe
             for a in answers
         ],
     )
+    deltas: Counter[tuple[str, str]] = Counter()
+    for answer in answers:
+        if answer.status != MessageStatus.OUTBOX:
+            deltas[(answer.organization_id, MessageStatus.OUTBOX)] -= 1
+            deltas[(answer.organization_id, answer.status)] += 1
+    # Last: the count rows stay locked until commit (PostgreSQL).
+    await repository.change_counts(session, deltas)
+
+
+async def change_counts(session: AsyncSession, deltas: Mapping[tuple[str, str], int]) -> None:
+    """Moves the kept counts by (organization_id, status) -> delta (zeros are dropped), in the
+    caller's transaction: for a change made outside this module (delivery: a message leaving
+    outbox), which must call this in the transaction of that change, for exactly the rows that
+    changed."""
+    await repository.change_counts(session, deltas)
+
+
+async def recount(session: AsyncSession, organization_id: str | None = None) -> None:
+    """Rebuilds the kept counts of one organization (or of all) from its messages: a repair
+    after messages were written by other means (a bulk load, a manual fix)."""
+    await repository.recount(session, organization_id)
