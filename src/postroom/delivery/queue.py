@@ -3,11 +3,14 @@ transaction that moves the message into `outbox` (the outbox pattern). Nothing h
 another domain, so the messages domain can import it without a cycle."""
 
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.delivery.models import QueuedMessage
+
+QUEUE = cast(Table, QueuedMessage.__table__)
 
 
 def delivery_key(organization_id: str, credential_id: str | None) -> str:
@@ -25,7 +28,7 @@ async def enqueue(
     due_at: datetime,
 ) -> None:
     await session.execute(
-        insert(QueuedMessage),
+        insert(QUEUE),
         [
             {
                 "message_id": message_id,

@@ -56,6 +56,10 @@ __all__ = ["delivery_key"]
 
 _queue = cast(Table, QueuedMessage.__table__)
 _attempts = cast(Table, DeliveryAttempt.__table__)
+# Statements over the tables themselves (Core), not the mapped classes: the ORM's bulk
+# UPDATE/DELETE machinery (session synchronisation, its compile step) cost a third of a worker's
+# CPU, for rows nothing here keeps as objects.
+_q = _queue.c
 
 # Per claim; also keeps the UNION ALL of per-key probes under SQLite's 500 compound terms.
 MAX_KEYS_PER_CLAIM = 200
@@ -65,9 +69,7 @@ CONTENDED_TRIES = 3
 
 def _claimable(now: datetime) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
     """Due, and not leased (or its lease ran out: its worker stopped)."""
-    return QueuedMessage.due_at <= now, or_(
-        QueuedMessage.leased_until.is_(None), QueuedMessage.leased_until <= now
-    )
+    return _q.due_at <= now, or_(_q.leased_until.is_(None), _q.leased_until <= now)
 
 
 _CLAIMABLE_SQL = "due_at <= :now AND (leased_until IS NULL OR leased_until <= :now)"
@@ -111,9 +113,9 @@ def candidates_statement(now: datetime, wanted: Mapping[str, int]) -> Select[Any
     probes = []
     for key, count in wanted.items():
         probe = (
-            select(QueuedMessage.delivery_key, QueuedMessage.message_id, QueuedMessage.due_at)
-            .where(QueuedMessage.delivery_key == key, *_claimable(now))
-            .order_by(QueuedMessage.due_at)
+            select(_q.delivery_key, _q.message_id, _q.due_at)
+            .where(_q.delivery_key == key, *_claimable(now))
+            .order_by(_q.due_at)
             .limit(count)
             .subquery()
         )
@@ -135,21 +137,19 @@ def claim_statement(
 ) -> "ReturningUpdate[str, int, str]":
     """Leases those of `chosen` still claimable and not being claimed by another worker."""
     still_claimable = (
-        select(QueuedMessage.message_id)
-        .where(QueuedMessage.message_id.in_(chosen), *_claimable(now))
+        select(_q.message_id)
+        .where(_q.message_id.in_(chosen), *_claimable(now))
         .with_for_update(skip_locked=True)
     )
     return (
-        update(QueuedMessage)
-        .where(QueuedMessage.message_id.in_(still_claimable.scalar_subquery()))
+        update(_queue)
+        .where(_q.message_id.in_(still_claimable.scalar_subquery()))
         .values(
             lease_token=token,
             leased_until=lease_until,
-            attempt_count=QueuedMessage.attempt_count + 1,
+            attempt_count=_q.attempt_count + 1,
         )
-        .returning(
-            QueuedMessage.message_id, QueuedMessage.attempt_count, QueuedMessage.delivery_key
-        )
+        .returning(_q.message_id, _q.attempt_count, _q.delivery_key)
     )
 
 
@@ -202,9 +202,9 @@ async def dequeue(session: AsyncSession, leases: Sequence[tuple[str, str]]) -> s
     if not leases:
         return set()
     removed = await session.execute(
-        delete(QueuedMessage)
-        .where(tuple_(QueuedMessage.message_id, QueuedMessage.lease_token).in_(leases))
-        .returning(QueuedMessage.message_id)
+        delete(_queue)
+        .where(tuple_(_q.message_id, _q.lease_token).in_(leases))
+        .returning(_q.message_id)
     )
     return set(removed.scalars().all())
 
@@ -212,10 +212,10 @@ async def dequeue(session: AsyncSession, leases: Sequence[tuple[str, str]]) -> s
 async def retry_later(session: AsyncSession, message_id: str, token: str, due_at: datetime) -> bool:
     """The message is due again at `due_at`, unless its lease is no longer this token's."""
     moved = await session.execute(
-        update(QueuedMessage)
-        .where(QueuedMessage.message_id == message_id, QueuedMessage.lease_token == token)
+        update(_queue)
+        .where(_q.message_id == message_id, _q.lease_token == token)
         .values(due_at=due_at, lease_token=None, leased_until=None)
-        .returning(QueuedMessage.message_id)
+        .returning(_q.message_id)
     )
     return moved.first() is not None
 
@@ -228,22 +228,22 @@ async def close_interrupted_attempts(
     if not message_ids:
         return set()
     closed = await session.execute(
-        update(DeliveryAttempt)
-        .where(DeliveryAttempt.message_id.in_(message_ids), DeliveryAttempt.outcome.is_(None))
+        update(_attempts)
+        .where(_attempts.c.message_id.in_(message_ids), _attempts.c.outcome.is_(None))
         .values(
             outcome=Outcome.UNKNOWN,
             finished_at=now,
             response_body="the worker stopped before the outcome was known (its lease ran out); "
             "the message may have been delivered",
         )
-        .returning(DeliveryAttempt.message_id)
+        .returning(_attempts.c.message_id)
     )
     return set(closed.scalars().all())
 
 
 async def open_attempts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(DeliveryAttempt), rows)
+        await session.execute(insert(_attempts), rows)
 
 
 _close_attempt = (
@@ -269,18 +269,16 @@ async def oldest_due(session: AsyncSession, now: datetime) -> datetime | None:
     """When the longest-waiting claimable message became due, if one is due (not waiting for a
     retry, nor claimed): a walk of ix_delivery_queue_due from its start."""
     oldest: datetime | None = await session.scalar(
-        select(func.min(QueuedMessage.due_at)).where(*_claimable(now))
+        select(func.min(_q.due_at)).where(*_claimable(now))
     )
     return oldest
 
 
 async def queue_stats(session: AsyncSession, now: datetime) -> tuple[int, datetime | None]:
     """How many messages are queued, and the earliest due time among those not claimed."""
-    claimable = or_(QueuedMessage.leased_until.is_(None), QueuedMessage.leased_until <= now)
+    claimable = or_(_q.leased_until.is_(None), _q.leased_until <= now)
     row = (
-        await session.execute(
-            select(func.count(), func.min(case((claimable, QueuedMessage.due_at))))
-        )
+        await session.execute(select(func.count(), func.min(case((claimable, _q.due_at)))))
     ).one()
     return int(row[0]), row[1]
 
@@ -306,7 +304,7 @@ async def release(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
 
 async def delete_attempts(session: AsyncSession, attempt_ids: Sequence[str]) -> None:
     if attempt_ids:
-        await session.execute(delete(DeliveryAttempt).where(DeliveryAttempt.id.in_(attempt_ids)))
+        await session.execute(delete(_attempts).where(_attempts.c.id.in_(attempt_ids)))
 
 
 async def lock_pacing(session: AsyncSession, credential_id: str, now: datetime) -> datetime:
