@@ -10,7 +10,7 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, func, insert, inspect, select
+from sqlalchemy import Connection, func, insert, inspect, select, text
 
 import postroom
 from postroom.auth.models import Organization
@@ -18,6 +18,7 @@ from postroom.core.ids import new_id
 from postroom.db.base import Base
 from postroom.db.engine import create_engine
 from postroom.db.migrate import alembic_config, is_current, upgrade
+from postroom.delivery.models import QueuedMessage
 from postroom.messages.models import EmailMessage, MessageCount
 from tests import databases as test_databases
 
@@ -148,5 +149,88 @@ class TestKeptCountsMigration:
                     ).group_by(MessageCount.organization_id, MessageCount.status)
                 )
                 assert {(o, s): int(n) for o, s, n in counted} == stored
+        finally:
+            await engine.dispose()
+
+
+BEFORE_QUEUE, QUEUE = "a1b2c3d4e5f6", "d4e5f6a7b8c9"
+_OLD_MESSAGE = text(
+    "INSERT INTO email_messages (id, organization_id, status, from_address, to_addresses, "
+    "cc_addresses, bcc_addresses, subject, text, html, attachments, credential_hash, "
+    "initiated_at, created_at, updated_at, search_text, attempt_count, next_attempt_at, "
+    "lease_token) VALUES (:id, 'org_q', :status, 'a@example.com', '[]', '[]', '[]', 's', 't', "
+    "'h', '[]', :credential, :at, :at, :at, '', :attempts, :next, :lease)"
+)
+
+
+class TestQueueMigration:
+    async def test_queued_messages_move_to_the_queue_with_their_lease_and_back(
+        self, databases: test_databases.DatabaseFactory
+    ) -> None:
+        url = await databases.empty()
+        await asyncio.to_thread(upgrade, url, BEFORE_QUEUE)
+        at = datetime(2026, 11, 1, tzinfo=UTC)
+        lease_end = datetime(2026, 11, 1, 0, 5, tzinfo=UTC)
+        old = {
+            "due": ("outbox", None, 0, at, None),
+            "leased": ("outbox", "cred_1", 2, lease_end, "lease_1"),
+            "done": ("sent", None, 1, None, None),
+        }
+        engine = create_engine(url, pool_size=1)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    insert(Organization).values(id="org_q", name="q", created_at=at)
+                )
+                for id_, (status, credential, attempts, next_at, lease) in old.items():
+                    # As SQLite stores UTCDateTime: naive UTC text.
+                    next_value = next_at.replace(tzinfo=None) if next_at else None
+                    await connection.execute(
+                        _OLD_MESSAGE,
+                        {
+                            "id": id_,
+                            "status": status,
+                            "credential": credential,
+                            "at": at.replace(tzinfo=None),
+                            "attempts": attempts,
+                            "next": next_value,
+                            "lease": lease,
+                        },
+                    )
+                # A row referring to a message: rebuilding email_messages must keep it.
+                await connection.execute(
+                    text(
+                        "INSERT INTO delivery_attempts (id, message_id, number, transport, worker, "
+                        "started_at) VALUES ('att_1', 'done', 1, 'smtp', 'w', :at)"
+                    ),
+                    {"at": at.replace(tzinfo=None)},
+                )
+            await asyncio.to_thread(upgrade, url, QUEUE)
+            async with engine.connect() as connection:
+                attempts = await connection.scalar(text("SELECT count(*) FROM delivery_attempts"))
+                assert attempts == 1
+                rows = {
+                    row.message_id: row
+                    for row in await connection.execute(select(QueuedMessage.__table__))
+                }
+            assert set(rows) == {"due", "leased"}
+            assert rows["due"].delivery_key == "org_q "
+            assert (rows["due"].attempt_count, rows["due"].lease_token) == (0, None)
+            assert rows["leased"].delivery_key == "org_q cred_1"
+            assert (rows["leased"].attempt_count, rows["leased"].lease_token) == (2, "lease_1")
+            assert rows["leased"].leased_until is not None
+            assert rows["leased"].leased_until.replace(tzinfo=None) == lease_end.replace(
+                tzinfo=None
+            )
+
+            await asyncio.to_thread(command.downgrade, alembic_config(url), BEFORE_QUEUE)
+            async with engine.connect() as connection:
+                back = {
+                    row[0]: tuple(row[1:])
+                    for row in await connection.execute(
+                        text("SELECT id, attempt_count, lease_token FROM email_messages")
+                    )
+                }
+            assert back == {"due": (0, None), "leased": (2, "lease_1"), "done": (0, None)}
         finally:
             await engine.dispose()

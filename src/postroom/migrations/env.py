@@ -1,9 +1,10 @@
 """Alembic environment: async engine, one transaction, serialised across processes on PostgreSQL."""
 
 import asyncio
+from typing import Any
 
 from alembic import context
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 
 # Every model module, so that autogenerate sees the whole schema.
 import postroom.auth.models
@@ -46,10 +47,25 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+        if dialect == "sqlite":
+            broken = connection.execute(text("PRAGMA foreign_key_check")).fetchall()
+            if broken:
+                raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
+
+
+def _keys_not_enforced(dbapi_connection: Any, _record: Any) -> None:
+    # A SQLite migration that drops a column rebuilds its table (batch mode: copy, drop, rename);
+    # with foreign keys enforced, dropping the old table would first delete, by ON DELETE
+    # CASCADE, every row referring to it (a message's attempts, its queue row, its files).
+    # The pragma is a no-op inside a transaction, hence at connect; the keys are checked at the
+    # end instead (_run).
+    dbapi_connection.execute("PRAGMA foreign_keys=OFF")
 
 
 async def _run_online() -> None:
     engine = create_engine(_database_url(), pool_size=1)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _keys_not_enforced)
     try:
         async with engine.begin() as connection:
             await connection.run_sync(_run)
