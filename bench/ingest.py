@@ -11,7 +11,6 @@ from pathlib import Path
 import asyncpg
 
 from bench import payload
-from bench.delivery import postgres_cpu
 from bench.infra import (
     PYTHON,
     BenchError,
@@ -19,6 +18,7 @@ from bench.infra import (
     cpu_seconds,
     dsn,
     free_port,
+    postgres_cpu,
     postroom_env,
     wait_for_http,
 )
