@@ -5,6 +5,7 @@ into the same table with one prepared statement, commit, answer)."""
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,30 @@ def group_cpu(leader: int) -> float:
     return total
 
 
+def posting(
+    port: int, api_key: str, connections: int, client: str
+) -> Callable[[float], LoadResult]:
+    """The ingest load on 127.0.0.1:`port`, for a given number of seconds: POST
+    /email-messages of the bench's receipt, status outbox, every answer expected 201."""
+    body = payload.request_body()
+    headers = {"Content-Type": "application/json", "REB-APIKEY": api_key}
+
+    def load(seconds: float) -> LoadResult:
+        return run_load(
+            port=port,
+            path="/email-messages",
+            method="POST",
+            body=body,
+            headers=headers,
+            connections=connections,
+            seconds=seconds,
+            expect=201,
+            client=client,
+        )
+
+    return load
+
+
 async def _count(database_url: str) -> int:
     connection = await asyncpg.connect(dsn(database_url))
     try:
@@ -108,22 +133,7 @@ async def measure(
     process = group.start(name, args, env)
     try:
         await wait_for_http(port, "/healthz", within=60, alive=lambda: process.poll() is None)
-        body = payload.request_body()
-        headers = {"Content-Type": "application/json", "REB-APIKEY": api_key}
-
-        def load(duration: float) -> LoadResult:
-            return run_load(
-                port=port,
-                path="/email-messages",
-                method="POST",
-                body=body,
-                headers=headers,
-                connections=connections,
-                seconds=duration,
-                expect=201,
-                client=client,
-            )
-
+        load = posting(port, api_key, connections, client)
         if warmup > 0:
             await asyncio.to_thread(load, warmup)
         stores = server != "baseline"

@@ -73,6 +73,8 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
 
+    table += _serve_rows(report)
+
     runs = report.get("delivery", {}).get("runs", [])
     single = None
     for count in sorted({r["processes"] for r in runs}):
@@ -145,6 +147,70 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": None if is_base else ratio <= MEMORY_TARGET,
                 }
             )
+    return table
+
+
+def _serve_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """`postroom serve` on SQLite against the trivial endpoint (one process), with the durable
+    baseline on PostgreSQL beside it for context (no target: a different database)."""
+    serve = report.get("serve")
+    if not serve:
+        return []
+    mine = serve["run"]
+    one = {r["server"]: r for r in report.get("ingest", {}).get("runs", []) if r["processes"] == 1}
+    trivial = serve.get("trivial") or one.get("baseline")
+    durable = one.get("durable")
+    cpu = mine["server_cpu_ms_per_request"]
+    label = "ingest, `postroom serve` on SQLite (its worker writing .eml files)"
+    table = [
+        {
+            "measure": f"{label}: requests/s, against the trivial endpoint",
+            "postroom": f"{mine['per_second']:.0f}",
+            "baseline": f"{trivial['per_second']:.0f}",
+            "ratio": f"{_ratio(mine['per_second'], trivial['per_second']):.2f}",
+            "target": "",
+            "met": None,
+        },
+        {
+            "measure": f"{label}: p50 / p99 latency, ms, against the trivial endpoint",
+            "postroom": f"{mine['p50_ms']:.1f} / {mine['p99_ms']:.1f}",
+            "baseline": f"{trivial['p50_ms']:.1f} / {trivial['p99_ms']:.1f}",
+            "ratio": f"{_ratio(mine['p99_ms'], trivial['p99_ms']):.2f} (p99)",
+            "target": "",
+            "met": None,
+        },
+        {
+            "measure": f"{label}: server CPU ms per request, against the trivial endpoint",
+            "postroom": f"{cpu:.2f}",
+            "baseline": f"{trivial['server_cpu_ms_per_request']:.2f}",
+            "ratio": f"{_ratio(cpu, trivial['server_cpu_ms_per_request']):.1f}",
+            "target": "",
+            "met": None,
+        },
+    ]
+    if durable is not None:
+        table.append(
+            {
+                "measure": f"{label}: requests/s, beside the durable INSERT endpoint on "
+                "PostgreSQL (context)",
+                "postroom": f"{mine['per_second']:.0f}",
+                "baseline": f"{durable['per_second']:.0f}",
+                "ratio": f"{_ratio(mine['per_second'], durable['per_second']):.2f}",
+                "target": "",
+                "met": None,
+            }
+        )
+    table.append(
+        {
+            "measure": f"{label}: messages the embedded worker delivered while measured, "
+            "of those accepted",
+            "postroom": f"{mine['delivered_while_measured']} of {mine['requests']}",
+            "baseline": "",
+            "ratio": "",
+            "target": "",
+            "met": None,
+        }
+    )
     return table
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import delivery, ingest, listing
+from bench import delivery, ingest, listing, serve
 from bench.infra import (
     PYTHON,
     REPO,
@@ -30,7 +30,7 @@ from bench.loadgen import wrk_path
 from bench.sink import start_sink
 from postroom.auth import service as auth
 
-SECTIONS = ("ingest", "delivery", "listing", "memory")
+SECTIONS = ("ingest", "serve", "delivery", "listing", "memory")
 
 
 @dataclass(frozen=True)
@@ -169,6 +169,11 @@ async def run(options: Options) -> dict[str, Any]:
                         runs.append(result.as_dict())
                 report["ingest"] = {"client": runs[0]["client"] if runs else None, "runs": runs}
 
+            if "serve" in options.sections:
+                report["serve"] = await _serve(
+                    group, report, database_url, data_dir, org, sizes, client, log
+                )
+
             needs_sink = "delivery" in options.sections or "memory" in options.sections
             if needs_sink:
                 sink = await start_sink(group, prefer=options.sink)
@@ -234,6 +239,51 @@ async def run(options: Options) -> dict[str, Any]:
         report["seconds"] = round(time.monotonic() - began, 1)
         report["machine"]["load_average_at_end"] = os.getloadavg()
     return report
+
+
+async def _serve(
+    group: Any,
+    report: dict[str, Any],
+    database_url: str,
+    data_dir: Path,
+    org: auth.NewOrganization,
+    sizes: Sizes,
+    client: str,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """`postroom serve` on SQLite under the ingest load, and the trivial endpoint (one
+    process) it is compared with: the ingest section's, or measured here if it did not run."""
+    trivial = None
+    if not any(
+        r["server"] == "baseline" and r["processes"] == 1
+        for r in report.get("ingest", {}).get("runs", [])
+    ):
+        log(f"serve: the trivial endpoint, 1 process, {sizes.ingest_seconds:.0f}s")
+        base = await ingest.measure(
+            group,
+            server="baseline",
+            processes=1,
+            database_url=database_url,
+            data_dir=data_dir,
+            api_key=org.api_key,
+            organization_id=org.organization_id,
+            connections=sizes.ingest_connections,
+            seconds=sizes.ingest_seconds,
+            warmup=sizes.ingest_warmup,
+            client=client,
+        )
+        log(f"  {base.load.per_second:.0f} requests/s")
+        trivial = base.as_dict()
+    log(f"serve: postroom serve on SQLite, embedded worker, {sizes.ingest_seconds:.0f}s")
+    result = await serve.measure(
+        group,
+        connections=sizes.ingest_connections,
+        seconds=sizes.ingest_seconds,
+        warmup=sizes.ingest_warmup,
+        client=client,
+    )
+    log(f"  {result.load.per_second:.0f} requests/s, {result.delivered} delivered (.eml) meanwhile")
+    return {"client": result.load.client, "run": result.as_dict(), "trivial": trivial}
 
 
 async def _listing(
