@@ -13,6 +13,7 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench import profiles
 from bench import report as tables
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         current = getattr(sizes, name, None)
         if current is None:
             parser.error(f"no size named {name}")
-        parsed: object
+        parsed: Any
         if isinstance(current, tuple):
             parsed = tuple(int(v) for v in value.split(",") if v)
         else:

@@ -61,7 +61,11 @@ class DeliveryRun:
             "per_second": round(self.per_second, 1),
             "sender_cpu_ms_per_message": round(self.cpu_seconds * 1000 / self.messages, 3),
             "sink_cpu_seconds": round(self.sink_cpu_seconds, 2),
+            "sink_cpu_ms_per_message": round(self.sink_cpu_seconds * 1000 / self.messages, 3),
             "postgres_cpu_seconds": round(self.postgres_cpu_seconds, 2),
+            "postgres_cpu_ms_per_message": round(
+                self.postgres_cpu_seconds * 1000 / self.messages, 3
+            ),
             "peak_rss_mib": None if self.peak_rss_mib is None else round(self.peak_rss_mib, 1),
             "peaks_on_the_way": [[n, round(mib, 1)] for n, mib in self.peaks_on_the_way],
         }

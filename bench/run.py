@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import delivery, ingest, listing, serve
+from bench import attachments, delivery, ingest, listing, serve
 from bench.infra import (
     PYTHON,
     REPO,
@@ -45,6 +45,8 @@ class Sizes:
     listing_requests: int = 200
     # One worker delivers the most; its peak RSS is read on the way at each smaller count.
     memory_messages: tuple[int, ...] = (10_000, 100_000)
+    # bench/attachments.py: one file of this many MiB uploaded and sent as an attachment.
+    attachment_mib: int = 20
 
 
 FULL = Sizes()
@@ -59,6 +61,7 @@ SMOKE = Sizes(
     listing_rows=(200, 1_000),
     listing_requests=5,
     memory_messages=(),
+    attachment_mib=1,
 )
 
 
@@ -230,6 +233,16 @@ async def run(options: Options) -> dict[str, Any]:
                     "run": work.as_dict(),
                     "runs": [{"messages": n, "peak_rss_mib": round(mib, 1)} for n, mib in peaks],
                 }
+
+            if "memory" in options.sections and sizes.attachment_mib:
+                log(f"memory: a {sizes.attachment_mib} MiB attachment, uploaded and sent")
+                with tempfile.TemporaryDirectory(prefix="postroom-bench-attachment-") as scratch:
+                    found = await attachments.measure(sizes.attachment_mib, Path(scratch), logs)
+                if not found["arrived_byte_for_byte"]:
+                    raise BenchError("the attachment did not arrive byte for byte")
+                growth = [round(p["x_file_size"], 2) for p in found["processes"]]
+                log(f"  peak RSS growth x file size (API, worker): {growth}")
+                report["attachment"] = found
 
             if "listing" in options.sections:
                 await delivery.reset(database_url)
