@@ -90,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(tables.markdown(table))
     print(f"\nJSON: {output}")
-    if args.profile:
-        for profile in sorted((workdir / "profiles").glob("*.txt")):
+    for section, found in (result.get("profiles") or {}).items():
+        print(f"\n## profiles: {section} (py-spy, samples holding the GIL, measured part only)")
+        for summary in found:
             print()
-            print(profiles.top(profile))
+            print(profiles.text(summary))
     return 0
 
 

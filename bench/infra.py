@@ -95,7 +95,13 @@ def postroom_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, s
 
 
 def py_spy() -> str | None:
-    return shutil.which("py-spy") or os.environ.get("PY_SPY")
+    """py-spy on PATH, in $PY_SPY, or beside this Python (installed into its venv)."""
+    beside = Path(PYTHON).parent / "py-spy"
+    return (
+        shutil.which("py-spy")
+        or os.environ.get("PY_SPY")
+        or (str(beside) if beside.exists() else None)
+    )
 
 
 class Processes:

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import attachments, delivery, ingest, listing, serve
+from bench import attachments, delivery, ingest, listing, profiles, serve
 from bench.infra import (
     PYTHON,
     REPO,
@@ -24,6 +24,7 @@ from bench.infra import (
     free_port,
     postroom_env,
     processes,
+    py_spy,
     wait_for_http,
 )
 from bench.loadgen import wrk_path
@@ -72,7 +73,7 @@ class Options:
     load_client: str = "auto"  # wrk, python or auto (wrk when installed)
     sink: str = "auto"  # smtp-sink, aiosmtpd or auto (smtp-sink when installed)
     workdir: Path | None = None  # logs of every process; a temporary directory if None
-    profile: bool = False  # py-spy on the postroom processes, into <workdir>/profiles
+    profile: bool = False  # py-spy on the servers and workers, into <workdir>/../profiles
     worker_env: dict[str, str] = field(default_factory=dict)  # e.g. POSTROOM_DELIVERY__…
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
@@ -142,7 +143,11 @@ async def run(options: Options) -> dict[str, Any]:
         logs.mkdir(parents=True, exist_ok=True)
         report["logs"] = str(logs) if options.workdir else None
         data_dir = logs / "data"
-        profile_dir = logs.parent / "profiles" if options.profile else None
+        profile_dir = None
+        if options.profile:
+            profile_dir = (logs.parent if options.workdir else Path(tmp)) / "profiles"
+            if py_spy() is None:
+                log("--profile: no py-spy on PATH, in $PY_SPY or beside this Python; no profiles")
         async with fresh_database() as database_url, processes(logs, profile_dir) as group:
             report["machine"]["postgresql"] = await _postgres_version(database_url)
             org = await _organization(database_url, "bench")
@@ -249,6 +254,9 @@ async def run(options: Options) -> dict[str, Any]:
                 report["listing"] = await _listing(group, database_url, data_dir, sizes, log)
             log("stopping every process")
         log("database dropped")
+        if profile_dir is not None:
+            # Written by py-spy as each process ended; summarized while the folder exists.
+            report["profiles"] = profiles.by_section(profile_dir) if profile_dir.is_dir() else {}
         report["seconds"] = round(time.monotonic() - began, 1)
         report["machine"]["load_average_at_end"] = os.getloadavg()
     return report
