@@ -84,12 +84,13 @@ def _reset_peak(pid: int) -> int:
 
 
 def _postroom(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "postroom", *args],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("wb") as output:  # the child writes to its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "postroom", *args],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _run(*args: str, env: dict[str, str]) -> str:
