@@ -64,9 +64,11 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             table.append(
                 {
-                    "measure": f"{label}: CPU ms per request, {name} (server / PostgreSQL)",
+                    "measure": f"{label}: CPU ms per request, {name} (server / PostgreSQL; "
+                    "PostgreSQL sessions opened meanwhile)",
                     "postroom": f"{run['server_cpu_ms_per_request']:.2f} / "
-                    f"{run['postgres_cpu_seconds'] * 1000 / max(1, run['requests']):.2f}",
+                    f"{run['postgres_cpu_seconds'] * 1000 / max(1, run['requests']):.2f}; "
+                    f"{run.get('postgres_sessions_opened', '?')}",
                     "baseline": "",
                     "ratio": "",
                     "target": "",
