@@ -38,6 +38,7 @@ _SPINE = (
     "uvloop.",
     "asyncio_run (uvicorn/",
     "serve (postroom/cli.py)",
+    "api (postroom/cli.py)",
     "Thread._bootstrap",
 )
 # Layers every HTTP request passes through (uvicorn, Starlette, FastAPI, postroom's
