@@ -13,6 +13,7 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench import profiles
 from bench import report as tables
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         current = getattr(sizes, name, None)
         if current is None:
             parser.error(f"no size named {name}")
-        parsed: object
+        parsed: Any
         if isinstance(current, tuple):
             parsed = tuple(int(v) for v in value.split(",") if v)
         else:
@@ -89,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(tables.markdown(table))
     print(f"\nJSON: {output}")
-    if args.profile:
-        for profile in sorted((workdir / "profiles").glob("*.txt")):
+    for section, found in (result.get("profiles") or {}).items():
+        print(f"\n## profiles: {section} (py-spy, samples holding the GIL, measured part only)")
+        for summary in found:
             print()
-            print(profiles.top(profile))
+            print(profiles.text(summary))
     return 0
 
 

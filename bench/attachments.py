@@ -44,13 +44,13 @@ class Sink:
     """An SMTP server that parses what it gets and keeps the SHA-256 of each attachment."""
 
     def __init__(self) -> None:
-        self.attachments: list[tuple[str, int, str]] = []
+        self.attachments: list[tuple[str | None, int, str]] = []
         self.arrived = threading.Event()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         data = envelope.original_content or b""
         mail = email.message_from_bytes(data.replace(b"\r\n", b"\n"), policy=email.policy.default)
-        for part in mail.iter_attachments():  # type: ignore[attr-defined]
+        for part in mail.iter_attachments():
             content = part.get_content()
             self.attachments.append(
                 (part.get_filename(), len(content), hashlib.sha256(content).hexdigest())
@@ -84,12 +84,13 @@ def _reset_peak(pid: int) -> int:
 
 
 def _postroom(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "postroom", *args],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("wb") as output:  # the child writes to its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "postroom", *args],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _run(*args: str, env: dict[str, str]) -> str:
@@ -161,49 +162,68 @@ def _naive_peak(path: Path, size: int) -> int:
     return peak
 
 
-async def main(mib: int) -> None:
-    size = mib * MIB
-    work = Path(tempfile.mkdtemp(prefix="postroom-bench-"))
+def _make_files(work: Path, mib: int) -> tuple[Path, Path]:
+    """A random file of `mib` MiB, and a small one for the warm-up round."""
+    work.mkdir(parents=True, exist_ok=True)
     big = work / "big.bin"
     with big.open("wb") as handle:
         for _ in range(mib):
             handle.write(os.urandom(MIB))
     small = work / "small.bin"
     small.write_bytes(os.urandom(64 * 1024))
+    return big, small
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def measure(mib: int, work: Path, logs: Path | None = None) -> dict[str, Any]:
+    """The figures of one run in `work` (a folder of its own: the data directory and the files
+    go there, and the processes' logs unless `logs` is given): the peak RSS growth of each
+    process, in bytes and as a ratio to the file's size, beside the whole-message baseline's."""
+    logs = logs or work
+    size = mib * MIB
+    big, small = await asyncio.to_thread(_make_files, work, mib)
 
     sink = Sink()
     smtp_port, api_port = _free_port(), _free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=smtp_port, server_hostname="localhost")
     controller.start()
-    env = {
-        **os.environ,
-        "POSTROOM_DATA_DIR": str(work / "data"),
-        "POSTROOM_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-        "POSTROOM_SENDERS__ALLOWED_DOMAINS": "example.com",
-        "POSTROOM_FILES__MAX_FILE_BYTES": str(size + MIB),
-        "POSTROOM_FILES__MAX_MESSAGE_BYTES": str(size + MIB),
-        "POSTROOM_DELIVERY__POLL_SECONDS": "0.1",
-        "POSTROOM_LOG_LEVEL": "WARNING",
-    }
-    _run("migrate", env=env)
-    key = re.search(
-        r"api key \(shown only now\): (\S+)", _run("organizations", "create", "bench", env=env)
+    # No POSTROOM_* setting of the caller's: a database URL would take it off its own SQLite.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTROOM_")}
+    env.update(
+        {
+            "POSTROOM_DATA_DIR": str(work / "data"),
+            "POSTROOM_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+            "POSTROOM_SENDERS__ALLOWED_DOMAINS": "example.com",
+            "POSTROOM_FILES__MAX_FILE_BYTES": str(size + MIB),
+            "POSTROOM_FILES__MAX_MESSAGE_BYTES": str(size + MIB),
+            "POSTROOM_DELIVERY__POLL_SECONDS": "0.1",
+            "POSTROOM_LOG_LEVEL": "WARNING",
+        }
     )
-    assert key is not None
-    api = _postroom("api", "--port", str(api_port), env=env, log=work / "api.log")
-    worker = _postroom("worker", env=env, log=work / "worker.log")
+    api = worker = None
     try:
+        await asyncio.to_thread(_run, "migrate", env=env)
+        created = await asyncio.to_thread(_run, "organizations", "create", "bench", env=env)
+        key = re.search(r"api key \(shown only now\): (\S+)", created)
+        assert key is not None
+        api = _postroom("api", "--port", str(api_port), env=env, log=logs / "attachment-api.log")
+        worker = _postroom("worker", env=env, log=logs / "attachment-worker.log")
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{api_port}",
             headers={"REB-APIKEY": key.group(1)},
             timeout=120,
         ) as client:
-            for _ in range(100):
+            for _ in range(600):
                 try:
                     if (await client.get("/healthz")).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
+                if api.poll() is not None:
+                    raise RuntimeError(f"postroom api exited; see {logs / 'attachment-api.log'}")
                 await asyncio.sleep(0.1)
             await _upload_and_send(client, small)  # warm-up: imports, pools, connections
 
@@ -212,24 +232,54 @@ async def main(mib: int) -> None:
             peak = {"api": _status(api.pid)["VmHWM"], "worker": _status(worker.pid)["VmHWM"]}
     finally:
         for process in (api, worker):
-            process.terminate()
-            process.wait(timeout=30)
+            if process is not None:
+                process.terminate()
+                await asyncio.to_thread(process.wait, 30)
         controller.stop()
 
-    expected = (big.name, size, hashlib.sha256(big.read_bytes()).hexdigest())
-    arrived = "yes" if sink.attachments[-1] == expected else "NO"
-    naive = _naive_peak(big, size)
+    expected = (big.name, size, await asyncio.to_thread(_sha256, big))
+    naive = await asyncio.to_thread(_naive_peak, big, size)
     growth = {name: peak[name] - base[name] for name in base}
+    await asyncio.to_thread(big.unlink)
+    return {
+        "mib": mib,
+        "file_bytes": size,
+        "upload_seconds": round(upload_seconds, 2),
+        "send_seconds": round(send_seconds, 2),
+        "arrived_byte_for_byte": bool(sink.attachments) and sink.attachments[-1] == expected,
+        "processes": [
+            {
+                "process": name,
+                "label": label,
+                "peak_rss_growth_bytes": growth[name],
+                "x_file_size": round(growth[name] / size, 3),
+            }
+            for name, label in (
+                ("api", "API (upload, message)"),
+                ("worker", "worker (MIME + SMTP DATA)"),
+            )
+        ],
+        "baseline_peak_bytes": naive,
+        "baseline_x_file_size": round(naive / size, 3),
+    }
+
+
+async def main(mib: int) -> None:
+    result = await measure(mib, Path(tempfile.mkdtemp(prefix="postroom-bench-")))
     print(
-        f"attachment: {mib} MiB; upload (multipart) {upload_seconds:.1f} s, send over SMTP "
-        f"{send_seconds:.1f} s (the sink parses it whole); arrived byte for byte: {arrived}\n"
+        f"attachment: {mib} MiB; upload (multipart) {result['upload_seconds']:.1f} s, send over "
+        f"SMTP {result['send_seconds']:.1f} s (the sink parses it whole); arrived byte for "
+        f"byte: {'yes' if result['arrived_byte_for_byte'] else 'NO'}\n"
     )
     print(f"{'process':<44} {'peak RSS growth':>16} {'x file size':>12}")
-    for name, label in (("api", "API (upload, message)"), ("worker", "worker (MIME + SMTP DATA)")):
-        print(f"{label:<44} {growth[name] / MIB:>12.1f} MiB {growth[name] / size:>12.2f}")
+    for row in result["processes"]:
+        growth = row["peak_rss_growth_bytes"]
+        print(f"{row['label']:<44} {growth / MIB:>12.1f} MiB {row['x_file_size']:>12.2f}")
+    naive = result["baseline_peak_bytes"]
     print(
         f"{'baseline: build_mime + aiosmtplib data() copies':<44} "
-        f"{naive / MIB:>12.1f} MiB {naive / size:>12.2f}   (tracemalloc, this process)"
+        f"{naive / MIB:>12.1f} MiB {result['baseline_x_file_size']:>12.2f}   "
+        "(tracemalloc, this process)"
     )
 
 

@@ -23,6 +23,7 @@ from bench.infra import (
     cpu_seconds,
     dsn,
     peak_rss_mib,
+    postgres_cpu,
     postroom_env,
     wait_until,
 )
@@ -60,24 +61,14 @@ class DeliveryRun:
             "per_second": round(self.per_second, 1),
             "sender_cpu_ms_per_message": round(self.cpu_seconds * 1000 / self.messages, 3),
             "sink_cpu_seconds": round(self.sink_cpu_seconds, 2),
+            "sink_cpu_ms_per_message": round(self.sink_cpu_seconds * 1000 / self.messages, 3),
             "postgres_cpu_seconds": round(self.postgres_cpu_seconds, 2),
+            "postgres_cpu_ms_per_message": round(
+                self.postgres_cpu_seconds * 1000 / self.messages, 3
+            ),
             "peak_rss_mib": None if self.peak_rss_mib is None else round(self.peak_rss_mib, 1),
             "peaks_on_the_way": [[n, round(mib, 1)] for n, mib in self.peaks_on_the_way],
         }
-
-
-def postgres_cpu() -> float:
-    """CPU seconds used so far by every PostgreSQL process on the machine (backends included)."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() == "postgres":
-                total += cpu_seconds(int(entry.name))
-        except OSError:
-            continue
-    return total
 
 
 async def _copy_outbox(database_url: str, organization_id: str, count: int) -> None:

@@ -95,7 +95,13 @@ def postroom_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, s
 
 
 def py_spy() -> str | None:
-    return shutil.which("py-spy") or os.environ.get("PY_SPY")
+    """py-spy on PATH, in $PY_SPY, or beside this Python (installed into its venv)."""
+    beside = Path(PYTHON).parent / "py-spy"
+    return (
+        shutil.which("py-spy")
+        or os.environ.get("PY_SPY")
+        or (str(beside) if beside.exists() else None)
+    )
 
 
 class Processes:
@@ -232,8 +238,35 @@ def peak_rss_mib(pid: int) -> float:
     raise BenchError(f"no VmHWM for process {pid}")
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name: [0] is the state (field 3)."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu() -> float:
+    """CPU seconds used so far by every PostgreSQL process on the machine, including the
+    backends that have exited: a process's own user + system time, plus the time of its
+    children that it has waited for (cutime + cstime). The postmaster waits for each backend
+    it forked, so a backend that ends between two readings still counts, whole, in the
+    second: taking the difference of two readings counts every backend's CPU in between,
+    whether it lived through the window, started in it, or ended in it. (Reading only the
+    processes alive at each end missed the backends a pool closes and reopens under load:
+    `postroom api`'s overflow connections, several a second at 50 connections.)"""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            fields = _stat(int(entry.name))
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")

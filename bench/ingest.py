@@ -5,13 +5,13 @@ into the same table with one prepared statement, commit, answer)."""
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
 from bench import payload
-from bench.delivery import postgres_cpu
 from bench.infra import (
     PYTHON,
     BenchError,
@@ -19,6 +19,7 @@ from bench.infra import (
     cpu_seconds,
     dsn,
     free_port,
+    postgres_cpu,
     postroom_env,
     wait_for_http,
 )
@@ -33,6 +34,9 @@ class IngestRun:
     server_cpu_seconds: float
     postgres_cpu_seconds: float
     stored: int | None  # rows the run added (not the trivial baseline): at least every 201
+    # PostgreSQL sessions opened meanwhile (backends forked), about: a pool that closes and
+    # reopens connections under load costs PostgreSQL CPU for each
+    postgres_sessions: int
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -45,6 +49,7 @@ class IngestRun:
             ),
             "postgres_cpu_seconds": round(self.postgres_cpu_seconds, 2),
             "stored": self.stored,
+            "postgres_sessions_opened": self.postgres_sessions,
         }
 
 
@@ -73,10 +78,40 @@ def group_cpu(leader: int) -> float:
     return total
 
 
-async def _count(database_url: str) -> int:
+def posting(
+    port: int, api_key: str, connections: int, client: str
+) -> Callable[[float], LoadResult]:
+    """The ingest load on 127.0.0.1:`port`, for a given number of seconds: POST
+    /email-messages of the bench's receipt, status outbox, every answer expected 201."""
+    body = payload.request_body()
+    headers = {"Content-Type": "application/json", "REB-APIKEY": api_key}
+
+    def load(seconds: float) -> LoadResult:
+        return run_load(
+            port=port,
+            path="/email-messages",
+            method="POST",
+            body=body,
+            headers=headers,
+            connections=connections,
+            seconds=seconds,
+            expect=201,
+            client=client,
+        )
+
+    return load
+
+
+async def _count(database_url: str) -> tuple[int, int]:
+    """Messages stored, and sessions opened so far on the database (pg_stat_database, which
+    a backend updates within a second or so, and at its end)."""
     connection = await asyncpg.connect(dsn(database_url))
     try:
-        return int(await connection.fetchval("SELECT count(*) FROM email_messages"))
+        messages = await connection.fetchval("SELECT count(*) FROM email_messages")
+        sessions = await connection.fetchval(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return int(messages), int(sessions)
     finally:
         await connection.close()
 
@@ -108,37 +143,23 @@ async def measure(
     process = group.start(name, args, env)
     try:
         await wait_for_http(port, "/healthz", within=60, alive=lambda: process.poll() is None)
-        body = payload.request_body()
-        headers = {"Content-Type": "application/json", "REB-APIKEY": api_key}
-
-        def load(duration: float) -> LoadResult:
-            return run_load(
-                port=port,
-                path="/email-messages",
-                method="POST",
-                body=body,
-                headers=headers,
-                connections=connections,
-                seconds=duration,
-                expect=201,
-                client=client,
-            )
-
+        load = posting(port, api_key, connections, client)
         if warmup > 0:
             await asyncio.to_thread(load, warmup)
         stores = server != "baseline"
-        before = await _count(database_url) if stores else 0
+        before, sessions_before = await _count(database_url)
         group.profile(process, name)
         cpu_before, pg_before = group_cpu(process.pid), postgres_cpu()
         result = await asyncio.to_thread(load, seconds)
         cpu, pg_cpu = group_cpu(process.pid) - cpu_before, postgres_cpu() - pg_before
         if result.errors:
             raise BenchError(f"{name}: {result.errors} requests failed; see {name}.log")
-        stored = None
-        if stores:
-            stored = await _count(database_url) - before
-            if stored < result.requests:
-                raise BenchError(f"{name}: {result.requests} answered 201 but {stored} stored")
-        return IngestRun(server, processes, result, cpu, pg_cpu, stored)
+        after, sessions_after = await _count(database_url)
+        stored = after - before if stores else None
+        if stored is not None and stored < result.requests:
+            raise BenchError(f"{name}: {result.requests} answered 201 but {stored} stored")
+        # Less the first reading's own session, counted once it has ended.
+        sessions = sessions_after - sessions_before - 1
+        return IngestRun(server, processes, result, cpu, pg_cpu, stored, sessions)
     finally:
         await asyncio.to_thread(group.stop, process)

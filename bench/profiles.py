@@ -6,6 +6,7 @@
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 # Frames every sample of a process passes through (interpreter start, CLI, event loop): they
 # say nothing about where the time goes, so the inclusive list leaves them out.
@@ -35,10 +36,41 @@ _SPINE = (
     "spawn_main",
     "subprocess_started",
     "uvloop.",
+    "asyncio_run (uvicorn/",
+    "serve (postroom/cli.py)",
+    "api (postroom/cli.py)",
+    "Thread._bootstrap",
+)
+# Layers every HTTP request passes through (uvicorn, Starlette, FastAPI, postroom's
+# middlewares): each has about the share of all request handling, which
+# `RequestResponseCycle.run_asgi` (kept) already gives; what they do themselves is in `self`.
+_WRAPPERS = (
+    "ProxyHeadersMiddleware.",
+    "FastAPI.__call__",
+    "Starlette.__call__",
+    "ServerErrorMiddleware.",
+    "ExceptionMiddleware.",
+    "ExceptionTelemetryMiddleware.",
+    "AppBodyLimitMiddleware.",
+    "AsyncExitStackMiddleware.",
+    "wrap_app_handling_exceptions.",
+    "Router.__call__",
+    "APIRouter.",
+    "_IncludedRouter.",
+    "APIRoute.handle",
+    "Route.handle",
+    "request_response.<locals>",
+    "get_request_handler.<locals>",
+    "run_endpoint_function",
+    "BodySizeLimitMiddleware.",
+    "RequestLogMiddleware.",
+    "TransactionMiddleware.",
 )
 
 
-def top(path: Path, count: int = 15) -> str:
+def summarize(path: Path, count: int = 15) -> dict[str, Any]:
+    """The samples of one profile, and its `count` functions with the most of them, inclusive
+    (framework spine left out) and self, each as [percent of the samples, function]."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
@@ -52,14 +84,41 @@ def top(path: Path, count: int = 15) -> str:
         for frame in set(frames):
             inclusive[frame] += n
         own[frames[-1]] += n
-    if not total:
-        return f"{path.name}: no samples"
-    lines = [f"{path.name}: {total} samples (on CPU)", "  inclusive:"]
-    shown = [(f, n) for f, n in inclusive.most_common() if not f.startswith(_SPINE)][:count]
-    lines += [f"    {100 * n / total:5.1f}%  {f}" for f, n in shown]
+    left_out = _SPINE + _WRAPPERS
+    shown = [(f, n) for f, n in inclusive.most_common() if not f.startswith(left_out)][:count]
+    return {
+        "profile": path.stem,
+        "samples": total,
+        "inclusive": [[round(100 * n / total, 1), f] for f, n in shown] if total else [],
+        "self": [[round(100 * n / total, 1), f] for f, n in own.most_common(count)]
+        if total
+        else [],
+    }
+
+
+def text(summary: dict[str, Any]) -> str:
+    """A summary as `python -m bench.profiles` prints it."""
+    if not summary["samples"]:
+        return f"{summary['profile']}: no samples"
+    lines = [f"{summary['profile']}: {summary['samples']} samples (on CPU)", "  inclusive:"]
+    lines += [f"    {share:5.1f}%  {f}" for share, f in summary["inclusive"]]
     lines.append("  self:")
-    lines += [f"    {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(count)]
+    lines += [f"    {share:5.1f}%  {f}" for share, f in summary["self"]]
     return "\n".join(lines)
+
+
+def top(path: Path, count: int = 15) -> str:
+    return text(summarize(path, count))
+
+
+def by_section(folder: Path, count: int = 15) -> dict[str, list[dict[str, Any]]]:
+    """Every profile in `folder` (`<name>.txt`, as bench.infra.Processes writes them),
+    summarized, under the section its name starts with (`ingest-postroom-1`: ingest)."""
+    sections: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(folder.glob("*.txt")):
+        section = path.stem.split("-", 1)[0]
+        sections.setdefault(section, []).append(summarize(path, count))
+    return sections
 
 
 def _function(frame: str) -> str:

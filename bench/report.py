@@ -7,6 +7,7 @@ INGEST_P99_TARGET = 3.0  # postroom's p99 over the durable baseline's, at most
 DELIVERY_TARGET = 0.5  # of the bare aiosmtplib client's messages/s, per process
 LISTING_TARGET = 2.0  # p50 at the most rows over p50 at the fewest, at most
 MEMORY_TARGET = 1.2  # peak RSS at the most messages over the fewest, at most
+ATTACHMENT_TARGET = 2.0  # a process's peak RSS growth over the attachment's size, below
 
 
 def _ratio(value: float, base: float) -> float:
@@ -63,15 +64,19 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             table.append(
                 {
-                    "measure": f"{label}: CPU ms per request, {name} (server / PostgreSQL)",
+                    "measure": f"{label}: CPU ms per request, {name} (server / PostgreSQL; "
+                    "PostgreSQL sessions opened meanwhile)",
                     "postroom": f"{run['server_cpu_ms_per_request']:.2f} / "
-                    f"{run['postgres_cpu_seconds'] * 1000 / max(1, run['requests']):.2f}",
+                    f"{run['postgres_cpu_seconds'] * 1000 / max(1, run['requests']):.2f}; "
+                    f"{run.get('postgres_sessions_opened', '?')}",
                     "baseline": "",
                     "ratio": "",
                     "target": "",
                     "met": None,
                 }
             )
+
+    table += _serve_rows(report)
 
     runs = report.get("delivery", {}).get("runs", [])
     single = None
@@ -93,6 +98,17 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "ratio": f"{ratio:.2f}",
                 "target": f">= {DELIVERY_TARGET:.2f}",
                 "met": ratio >= DELIVERY_TARGET,
+            }
+        )
+        table.append(
+            {
+                "measure": f"delivery, {count} worker{'s' if count > 1 else ''}: CPU ms per "
+                "message, sender / PostgreSQL / sink",
+                "postroom": _delivery_cpu(mine),
+                "baseline": _delivery_cpu(base),
+                "ratio": f"{_ratio(_cpu_per_message(mine), _cpu_per_message(base)):.2f} (sum)",
+                "target": "",
+                "met": None,
             }
         )
         if count > 1 and single:
@@ -145,6 +161,121 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": None if is_base else ratio <= MEMORY_TARGET,
                 }
             )
+    table += _attachment_rows(report)
+    return table
+
+
+def _cpu_per_message(run: dict[str, Any]) -> float:
+    return float(
+        run["sender_cpu_ms_per_message"]
+        + run["postgres_cpu_ms_per_message"]
+        + run["sink_cpu_ms_per_message"]
+    )
+
+
+def _delivery_cpu(run: dict[str, Any]) -> str:
+    # The baseline uses no database: its PostgreSQL figure is what else ran on the machine.
+    return (
+        f"{run['sender_cpu_ms_per_message']:.2f} / {run['postgres_cpu_ms_per_message']:.2f} / "
+        f"{run['sink_cpu_ms_per_message']:.2f}"
+    )
+
+
+def _attachment_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """bench/attachments.py: each process's peak RSS growth while one file goes through it,
+    against the file's size; the whole-message path in memory beside them for context."""
+    found = report.get("attachment")
+    if not found:
+        return []
+    mib = found["mib"]
+    table = [
+        {
+            "measure": f"{mib} MiB attachment, {p['label']}: peak RSS growth, MiB",
+            "postroom": f"{p['peak_rss_growth_bytes'] / 2**20:.1f}",
+            "baseline": f"{mib:.1f} (the file)",
+            "ratio": f"{p['x_file_size']:.2f}",
+            "target": f"< {ATTACHMENT_TARGET:.0f}x the file",
+            "met": p["x_file_size"] < ATTACHMENT_TARGET,
+        }
+        for p in found["processes"]
+    ]
+    table.append(
+        {
+            "measure": f"{mib} MiB attachment, whole message in memory (build_mime + aiosmtplib "
+            "data() copies, tracemalloc; context): peak, MiB",
+            "postroom": "",
+            "baseline": f"{found['baseline_peak_bytes'] / 2**20:.1f}",
+            "ratio": f"{found['baseline_x_file_size']:.2f}",
+            "target": "",
+            "met": None,
+        }
+    )
+    return table
+
+
+def _serve_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """`postroom serve` on SQLite against the trivial endpoint (one process), with the durable
+    baseline on PostgreSQL beside it for context (no target: a different database)."""
+    serve = report.get("serve")
+    if not serve:
+        return []
+    mine = serve["run"]
+    one = {r["server"]: r for r in report.get("ingest", {}).get("runs", []) if r["processes"] == 1}
+    trivial = serve.get("trivial") or one.get("baseline")
+    durable = one.get("durable")
+    if trivial is None:
+        return []
+    cpu = mine["server_cpu_ms_per_request"]
+    label = "ingest, `postroom serve` on SQLite (its worker writing .eml files)"
+    table = [
+        {
+            "measure": f"{label}: requests/s, against the trivial endpoint",
+            "postroom": f"{mine['per_second']:.0f}",
+            "baseline": f"{trivial['per_second']:.0f}",
+            "ratio": f"{_ratio(mine['per_second'], trivial['per_second']):.2f}",
+            "target": "",
+            "met": None,
+        },
+        {
+            "measure": f"{label}: p50 / p99 latency, ms, against the trivial endpoint",
+            "postroom": f"{mine['p50_ms']:.1f} / {mine['p99_ms']:.1f}",
+            "baseline": f"{trivial['p50_ms']:.1f} / {trivial['p99_ms']:.1f}",
+            "ratio": f"{_ratio(mine['p99_ms'], trivial['p99_ms']):.2f} (p99)",
+            "target": "",
+            "met": None,
+        },
+        {
+            "measure": f"{label}: server CPU ms per request, against the trivial endpoint",
+            "postroom": f"{cpu:.2f}",
+            "baseline": f"{trivial['server_cpu_ms_per_request']:.2f}",
+            "ratio": f"{_ratio(cpu, trivial['server_cpu_ms_per_request']):.1f}",
+            "target": "",
+            "met": None,
+        },
+    ]
+    if durable is not None:
+        table.append(
+            {
+                "measure": f"{label}: requests/s, beside the durable INSERT endpoint on "
+                "PostgreSQL (context)",
+                "postroom": f"{mine['per_second']:.0f}",
+                "baseline": f"{durable['per_second']:.0f}",
+                "ratio": f"{_ratio(mine['per_second'], durable['per_second']):.2f}",
+                "target": "",
+                "met": None,
+            }
+        )
+    table.append(
+        {
+            "measure": f"{label}: messages the embedded worker delivered while measured, "
+            "of those accepted",
+            "postroom": f"{mine['delivered_while_measured']} of {mine['requests']}",
+            "baseline": "",
+            "ratio": "",
+            "target": "",
+            "met": None,
+        }
+    )
     return table
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import delivery, ingest, listing
+from bench import attachments, delivery, ingest, listing, profiles, serve
 from bench.infra import (
     PYTHON,
     REPO,
@@ -24,13 +24,14 @@ from bench.infra import (
     free_port,
     postroom_env,
     processes,
+    py_spy,
     wait_for_http,
 )
 from bench.loadgen import wrk_path
 from bench.sink import start_sink
 from postroom.auth import service as auth
 
-SECTIONS = ("ingest", "delivery", "listing", "memory")
+SECTIONS = ("ingest", "serve", "delivery", "listing", "memory")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Sizes:
     listing_requests: int = 200
     # One worker delivers the most; its peak RSS is read on the way at each smaller count.
     memory_messages: tuple[int, ...] = (10_000, 100_000)
+    # bench/attachments.py: one file of this many MiB uploaded and sent as an attachment.
+    attachment_mib: int = 20
 
 
 FULL = Sizes()
@@ -59,6 +62,7 @@ SMOKE = Sizes(
     listing_rows=(200, 1_000),
     listing_requests=5,
     memory_messages=(),
+    attachment_mib=1,
 )
 
 
@@ -69,7 +73,7 @@ class Options:
     load_client: str = "auto"  # wrk, python or auto (wrk when installed)
     sink: str = "auto"  # smtp-sink, aiosmtpd or auto (smtp-sink when installed)
     workdir: Path | None = None  # logs of every process; a temporary directory if None
-    profile: bool = False  # py-spy on the postroom processes, into <workdir>/profiles
+    profile: bool = False  # py-spy on the servers and workers, into <workdir>/../profiles
     worker_env: dict[str, str] = field(default_factory=dict)  # e.g. POSTROOM_DELIVERY__…
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
@@ -139,7 +143,11 @@ async def run(options: Options) -> dict[str, Any]:
         logs.mkdir(parents=True, exist_ok=True)
         report["logs"] = str(logs) if options.workdir else None
         data_dir = logs / "data"
-        profile_dir = logs.parent / "profiles" if options.profile else None
+        profile_dir = None
+        if options.profile:
+            profile_dir = (logs.parent if options.workdir else Path(tmp)) / "profiles"
+            if py_spy() is None:
+                log("--profile: no py-spy on PATH, in $PY_SPY or beside this Python; no profiles")
         async with fresh_database() as database_url, processes(logs, profile_dir) as group:
             report["machine"]["postgresql"] = await _postgres_version(database_url)
             org = await _organization(database_url, "bench")
@@ -168,6 +176,11 @@ async def run(options: Options) -> dict[str, Any]:
                         log(f"  {result.load.per_second:.0f} requests/s")
                         runs.append(result.as_dict())
                 report["ingest"] = {"client": runs[0]["client"] if runs else None, "runs": runs}
+
+            if "serve" in options.sections:
+                report["serve"] = await _serve(
+                    group, report, database_url, data_dir, org, sizes, client, log
+                )
 
             needs_sink = "delivery" in options.sections or "memory" in options.sections
             if needs_sink:
@@ -226,14 +239,72 @@ async def run(options: Options) -> dict[str, Any]:
                     "runs": [{"messages": n, "peak_rss_mib": round(mib, 1)} for n, mib in peaks],
                 }
 
+            if "memory" in options.sections and sizes.attachment_mib:
+                log(f"memory: a {sizes.attachment_mib} MiB attachment, uploaded and sent")
+                with tempfile.TemporaryDirectory(prefix="postroom-bench-attachment-") as scratch:
+                    found = await attachments.measure(sizes.attachment_mib, Path(scratch), logs)
+                if not found["arrived_byte_for_byte"]:
+                    raise BenchError("the attachment did not arrive byte for byte")
+                growth = [round(p["x_file_size"], 2) for p in found["processes"]]
+                log(f"  peak RSS growth x file size (API, worker): {growth}")
+                report["attachment"] = found
+
             if "listing" in options.sections:
                 await delivery.reset(database_url)
                 report["listing"] = await _listing(group, database_url, data_dir, sizes, log)
             log("stopping every process")
         log("database dropped")
+        if profile_dir is not None:
+            # Written by py-spy as each process ended; summarized while the folder exists.
+            report["profiles"] = profiles.by_section(profile_dir) if profile_dir.is_dir() else {}
         report["seconds"] = round(time.monotonic() - began, 1)
         report["machine"]["load_average_at_end"] = os.getloadavg()
     return report
+
+
+async def _serve(
+    group: Any,
+    report: dict[str, Any],
+    database_url: str,
+    data_dir: Path,
+    org: auth.NewOrganization,
+    sizes: Sizes,
+    client: str,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """`postroom serve` on SQLite under the ingest load, and the trivial endpoint (one
+    process) it is compared with: the ingest section's, or measured here if it did not run."""
+    trivial = None
+    if not any(
+        r["server"] == "baseline" and r["processes"] == 1
+        for r in report.get("ingest", {}).get("runs", [])
+    ):
+        log(f"serve: the trivial endpoint, 1 process, {sizes.ingest_seconds:.0f}s")
+        base = await ingest.measure(
+            group,
+            server="baseline",
+            processes=1,
+            database_url=database_url,
+            data_dir=data_dir,
+            api_key=org.api_key,
+            organization_id=org.organization_id,
+            connections=sizes.ingest_connections,
+            seconds=sizes.ingest_seconds,
+            warmup=sizes.ingest_warmup,
+            client=client,
+        )
+        log(f"  {base.load.per_second:.0f} requests/s")
+        trivial = base.as_dict()
+    log(f"serve: postroom serve on SQLite, embedded worker, {sizes.ingest_seconds:.0f}s")
+    result = await serve.measure(
+        group,
+        connections=sizes.ingest_connections,
+        seconds=sizes.ingest_seconds,
+        warmup=sizes.ingest_warmup,
+        client=client,
+    )
+    log(f"  {result.load.per_second:.0f} requests/s, {result.delivered} delivered (.eml) meanwhile")
+    return {"client": result.load.client, "run": result.as_dict(), "trivial": trivial}
 
 
 async def _listing(

@@ -44,6 +44,12 @@ async def test_every_section_runs_and_every_message_is_delivered(
         [run_] = [r for r in ingest if r["server"] == stores]
         assert run_["stored"] >= run_["requests"]  # every 201 is a stored message
 
+    # postroom serve on SQLite: every 201 a stored row (serve.measure fails otherwise, too).
+    served = result["serve"]["run"]
+    assert served["requests"] > 0 and served["errors"] == 0
+    assert served["stored"] >= served["requests"]
+    assert result["serve"]["trivial"] is None  # the ingest section's one process is reused
+
     # run_workers fails unless every message ends `sent` with exactly one attempt.
     delivery = result["delivery"]["runs"]
     assert [r["sender"] for r in delivery] == ["aiosmtplib baseline", "postroom worker"]
@@ -60,6 +66,20 @@ async def test_every_section_runs_and_every_message_is_delivered(
         else:
             assert 0 < timing["pagination_total"] < timing["rows"]
 
+    # The attachment went through the API and the worker and arrived byte for byte.
+    attachment = result["attachment"]
+    assert attachment["mib"] == SMOKE.attachment_mib and attachment["arrived_byte_for_byte"]
+    assert {p["process"] for p in attachment["processes"]} == {"api", "worker"}
+
     table = report.rows(result)
-    assert any(row["measure"].startswith("delivery, 1 worker") for row in table)
+    measures = [row["measure"] for row in table]
+    for start in (
+        "ingest, 1 API process: requests/s",
+        "ingest, `postroom serve` on SQLite",
+        "delivery, 1 worker (",
+        "delivery, 1 worker: CPU ms per message",
+        f"{SMOKE.attachment_mib} MiB attachment, API",
+        f"{SMOKE.attachment_mib} MiB attachment, worker",
+    ):
+        assert any(m.startswith(start) for m in measures), start
     assert "| measure |" in report.markdown(table)
