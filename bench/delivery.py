@@ -100,7 +100,9 @@ async def _scalar(database_url: str, sql: str, *args: object) -> int:
 async def reset(database_url: str) -> None:
     connection = await asyncpg.connect(dsn(database_url))
     try:
-        await connection.execute("TRUNCATE delivery_attempts, email_messages CASCADE")
+        await connection.execute(
+            "TRUNCATE delivery_attempts, email_messages, email_message_counts CASCADE"
+        )
     finally:
         await connection.close()
 
