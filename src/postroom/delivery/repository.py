@@ -33,7 +33,6 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    tuple_,
     union_all,
     update,
 )
@@ -143,7 +142,9 @@ def claim_statement(
     )
     return (
         update(_queue)
-        .where(_q.message_id.in_(still_claimable.scalar_subquery()))
+        # The ids again, outside: without them PostgreSQL may hash-join the subquery against a
+        # scan of the whole queue instead of probing the primary key for each chosen id.
+        .where(_q.message_id.in_(chosen), _q.message_id.in_(still_claimable.scalar_subquery()))
         .values(
             lease_token=token,
             leased_until=lease_until,
@@ -199,14 +200,20 @@ async def dequeue(session: AsyncSession, leases: Sequence[tuple[str, str]]) -> s
     """Removes the queue rows of these (message id, lease token) pairs whose lease is still
     theirs; the ids removed. A worker whose lease ran out (and whose message another worker
     claimed since) must not settle the newer claim's message; its attempt row still tells."""
-    if not leases:
-        return set()
-    removed = await session.execute(
-        delete(_queue)
-        .where(tuple_(_q.message_id, _q.lease_token).in_(leases))
-        .returning(_q.message_id)
-    )
-    return set(removed.scalars().all())
+    by_token: dict[str, list[str]] = {}
+    for message_id, token in leases:
+        by_token.setdefault(token, []).append(message_id)
+    removed: set[str] = set()
+    # One statement per claim the leases came from (usually one or two): a primary-key probe
+    # for each id.
+    for token, message_ids in by_token.items():
+        deleted = await session.execute(
+            delete(_queue)
+            .where(_q.lease_token == token, _q.message_id.in_(message_ids))
+            .returning(_q.message_id)
+        )
+        removed.update(deleted.scalars().all())
+    return removed
 
 
 async def retry_later(session: AsyncSession, message_id: str, token: str, due_at: datetime) -> bool:
