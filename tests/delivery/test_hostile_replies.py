@@ -4,7 +4,6 @@ tenants' messages of the same batch are recorded sent, once; a row the database 
 same is left for its lease to run out, the others recorded (delivery/service.py)."""
 
 import logging
-import random
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -224,9 +223,8 @@ async def test_a_row_the_database_refuses_is_left_for_its_lease_and_the_others_a
         # A stand-in for any row the database refuses: a duration no integer column holds.
         results[1] = replace(results[1], duration_ms=1 << 70)
 
-        caplog.set_level(logging.WARNING, logger="postroom.delivery.service")
-        async with h.sessionmaker() as session, session.begin():
-            statuses = await service.record(session, results, h.settings.delivery, random.Random(7))
+        caplog.set_level(logging.WARNING, logger="postroom.delivery")
+        statuses = await h.worker.record_outcomes(results)
 
         assert statuses == [MessageStatus.SENT, None, MessageStatus.SENT]
         for message_id in (ids[0], ids[2]):

@@ -173,7 +173,9 @@ async def claim(
     if not claimed:
         return Claim([], 0)
     ids = [c.message_id for c in claimed]
-    interrupted = await repository.close_interrupted_attempts(session, ids, now)
+    # Only a message claimed before can have an attempt its worker left open.
+    again = [c.message_id for c in claimed if c.attempt_count > 1]
+    interrupted = await repository.close_interrupted_attempts(session, again, now)
     found_messages = await messages.messages_for_delivery(session, ids)
     # A queue row whose message left `outbox` by other means (an operator's SQL) sends nothing.
     stale = [
@@ -306,30 +308,38 @@ def _outcome_of(error: DeliveryError) -> Outcome:
     return Outcome.TRANSIENT if isinstance(error, TransientError) else Outcome.PERMANENT
 
 
+class RecordRefused(Exception):
+    """The database refused a batch of outcomes written together (not for a lost connection);
+    the transaction they were written in is lost: record them again with record_one_by_one."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(_error_name(error))
+
+
 async def record(
     session: AsyncSession, results: list[Result], settings: DeliverySettings, rng: random.Random
 ) -> list[MessageStatus | None]:
-    """Records each result; the status each message is left in (None: its pacing slot was
-    missed, so it went back to the queue untried; or its outcome could not be recorded, so its
-    lease will run out).
-
-    Whatever a server answered is made storable first (core/text.py). The results are written
-    together; should the database still refuse a row, each is written again on its own, under
-    a SAVEPOINT, so that one bad row never undoes or blocks the others of its batch."""
+    """Records each result, together; the status each message is left in (None: its pacing
+    slot was missed, so it went back to the queue untried). Whatever a server answered is made
+    storable first (core/text.py). Raises RecordRefused if the database refuses any row."""
     writes = [_write_of(result, settings, rng) for result in results]
     try:
-        async with session.begin_nested():
-            await _apply(session, writes)
+        await _apply(session, writes)
     except Exception as error:
         _reraise_if_connection_lost(error)
-        log.warning(
-            "delivery outcomes refused together; recording them one by one",
-            extra={"error": _error_name(error), "count": len(writes)},
-        )
-    else:
-        return [write.status for write in writes]
+        raise RecordRefused(error) from None
+    return [write.status for write in writes]
+
+
+async def record_one_by_one(
+    session: AsyncSession, results: list[Result], settings: DeliverySettings, rng: random.Random
+) -> list[MessageStatus | None]:
+    """As record, after RecordRefused, in a new transaction: each result under a SAVEPOINT of
+    its own, so that one row the database refuses never undoes or blocks the others. A refused
+    one is logged and left for its lease to run out (None)."""
     statuses: list[MessageStatus | None] = []
-    for write in writes:
+    for result in results:
+        write = _write_of(result, settings, rng)
         try:
             async with session.begin_nested():
                 await _apply(session, [write])

@@ -234,11 +234,24 @@ class Worker:
         if not claim.jobs:
             return
         results = await asyncio.gather(*(self._deliver(job) for job in claim.jobs))
-        async with self.sessionmaker() as session, session.begin():
-            statuses = await service.record(
-                session, list(results), self.settings.delivery, self.rng
+        await self.record_outcomes(list(results))
+
+    async def record_outcomes(self, results: list[service.Result]) -> list[MessageStatus | None]:
+        """Records the outcomes in one transaction, or, if the database refuses that, one by
+        one in another (service.record_one_by_one); the status each message is left in."""
+        delivery = self.settings.delivery
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                statuses = await service.record(session, results, delivery, self.rng)
+        except service.RecordRefused as refused:
+            log.warning(
+                "delivery outcomes refused together; recording them one by one",
+                extra={"error": str(refused), "count": len(results)},
             )
+            async with self.sessionmaker() as session, session.begin():
+                statuses = await service.record_one_by_one(session, results, delivery, self.rng)
         _observe(results, statuses)
+        return statuses
 
     async def housekeeping(self) -> None:
         """Drops Idempotency-Key answers past their retention, and the rows of workers that
@@ -368,11 +381,7 @@ class Worker:
                 except TimeoutError:
                     break
             try:
-                async with self.sessionmaker() as session, session.begin():
-                    statuses = await service.record(
-                        session, results, self.settings.delivery, self.rng
-                    )
-                _observe(results, statuses)
+                await self.record_outcomes(results)
             except Exception:
                 # The database may be restarting: the leases run out and the messages are
                 # claimed again, their attempts marked `unknown`.
