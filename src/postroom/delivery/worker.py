@@ -315,8 +315,9 @@ class Worker:
                     # for 50), unless little is in flight: wait until a batch's room is free.
                     await self._until(freed, stopping, None)
                     continue
+                asked = min(delivery.batch_size, free)
                 try:
-                    claim = await self._claim(min(delivery.batch_size, free), in_flight)
+                    claim = await self._claim(asked, in_flight)
                 except Exception:
                     # The database may be restarting; the leases keep every message safe.
                     log.exception("delivery claim failed; retrying", extra={"worker": self.name})
@@ -326,10 +327,10 @@ class Worker:
                     send = asyncio.create_task(self._deliver_into(job, outcomes))
                     sending.add(send)
                     send.add_done_callback(sending.discard)
-                if not claim.jobs and claim.settled == 0:
-                    # Nothing due (or only keys whose share is taken): wait a poll interval, or
-                    # less if an outcome is recorded meanwhile (a share is free again, and a
-                    # retry may be due).
+                if len(claim.jobs) + claim.settled < asked:
+                    # No more due now (or only keys whose share is taken): wait a poll interval,
+                    # or less if an outcome is recorded meanwhile (a share is free again, and a
+                    # retry may be due), rather than ask again at once for nothing.
                     await self._until(freed, stopping, delivery.poll_seconds)
         finally:
             stopping.cancel()
