@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.listing import ListQuery, SortKey, values_admitted
+from postroom.db.driver import RowInsert, driver
 from postroom.db.listing import counted, fetch_page, filtered, paged
 from postroom.messages.models import EmailMessage, MessageCount, MessageFile, MessageStatus
 
@@ -116,12 +117,18 @@ async def delete_unless_in_flight(
 
 
 _COLUMN_ATTRIBUTES = [attribute.key for attribute in sa_inspect(EmailMessage).column_attrs]
+_INSERT = RowInsert(sa_inspect(EmailMessage))
 
 
 async def insert_message(session: AsyncSession, message: EmailMessage) -> None:
-    """Writes a new message, given as a transient object, with one INSERT (the ORM's bulk path:
-    no unit of work, no identity map); the object stays transient, as written."""
+    """Writes a new message, given as a transient object, with one INSERT (on PostgreSQL a
+    prepared statement of asyncpg's, elsewhere the ORM's bulk path: no unit of work, no identity
+    map); the object stays transient, as written."""
     values = {key: getattr(message, key) for key in _COLUMN_ATTRIBUTES}
+    prepared = await driver(session)
+    if prepared is not None:
+        await prepared.execute(_INSERT.sql, _INSERT.args(values, prepared.dialect))
+        return
     await session.execute(insert(EmailMessage), [values])
 
 
