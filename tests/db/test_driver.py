@@ -94,6 +94,21 @@ class TestDriver:
         async with sessionmaker() as session:
             assert await count(session, values["id"]) == 1
 
+    async def test_it_is_kept_for_the_transaction_and_made_again_for_the_next(
+        self, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        async with sessionmaker() as session:
+            first = await driver(session)
+            assert first is not None
+            assert await driver(session) is first
+            await session.commit()
+            second = await driver(session)
+            assert second is not None and second is not first
+            # The next transaction is begun too: what it writes is undone by its rollback.
+            await second.execute("CREATE TEMPORARY TABLE t (n int)", ())
+            await session.rollback()
+            assert await session.scalar(text("SELECT to_regclass('pg_temp.t') IS NULL"))
+
     async def test_the_sessions_pending_changes_are_written_first(
         self, sessionmaker: async_sessionmaker[AsyncSession]
     ) -> None:

@@ -51,6 +51,9 @@ class Driver:
             await self._connection.exec_driver_sql("SELECT 1")
 
 
+_KEPT = "postroom.driver"
+
+
 async def driver(session: AsyncSession) -> Driver | None:
     """The session's PostgreSQL connection with its transaction begun (None on SQLite). The
     session's pending changes are flushed first, as a query through it would do."""
@@ -58,6 +61,12 @@ async def driver(session: AsyncSession) -> Driver | None:
         return None
     if session.new or session.deleted or session.dirty:
         await session.flush()
+    # Kept for the rest of the session's transaction, which keeps its connection until it ends.
+    transaction = session.sync_session.get_transaction()
+    kept = session.info.get(_KEPT)
+    if kept is not None and transaction is not None and kept[0] is transaction:
+        found: Driver = kept[1]
+        return found
     connection = await session.connection()
     pooled = await connection.get_raw_connection()
     adapted: Any = pooled.dbapi_connection
@@ -70,7 +79,9 @@ async def driver(session: AsyncSession) -> Driver | None:
         except Exception:
             await Driver(connection, pooled.driver_connection)._hand_over_loss()
             raise
-    return Driver(connection, pooled.driver_connection)
+    begun = Driver(connection, pooled.driver_connection)
+    session.info[_KEPT] = (session.sync_session.get_transaction(), begun)
+    return begun
 
 
 class RowInsert:
