@@ -192,6 +192,14 @@ async def record_answers(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
 # them in the same order and cannot deadlock. (SQLite has one writer at a time: no cost there.)
 COUNT_SHARDS = 16
 _counts = MessageCount.__table__
+# The upsert below written for asyncpg (db/driver.py), for any number of rows, in their order: a
+# change of counts is in the transaction of every create, where SQLAlchemy built and compiled
+# the multi-row upsert anew each time (~1 ms of CPU).
+_CHANGE_COUNTS_SQL = (
+    "INSERT INTO email_message_counts AS kept (organization_id, status, shard, count) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bigint[]) "
+    "ON CONFLICT (organization_id, status, shard) DO UPDATE SET count = kept.count + excluded.count"
+)
 
 
 async def change_counts(session: AsyncSession, deltas: Mapping[tuple[str, str], int]) -> None:
@@ -200,6 +208,12 @@ async def change_counts(session: AsyncSession, deltas: Mapping[tuple[str, str], 
     if not changes:
         return
     shard = random.randrange(COUNT_SHARDS)  # noqa: S311 (spreads rows; nothing secret)
+    prepared = await driver(session)
+    if prepared is not None:
+        organizations, statuses, counts = zip(*changes, strict=True)
+        shards = [shard] * len(changes)
+        await prepared.execute(_CHANGE_COUNTS_SQL, (organizations, statuses, shards, counts))
+        return
     rows = [
         {"organization_id": org, "status": status, "shard": shard, "count": delta}
         for org, status, delta in changes
