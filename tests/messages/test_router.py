@@ -206,6 +206,16 @@ class TestCreateValidation:
         response = await client.post("/email-messages", json=message_body(**{field: addresses}))
         assert invalid_fields(response) == [f"{field}.1"]
 
+    async def test_an_address_refused_once_is_refused_alike_again(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        # Verdicts are remembered (messages/schemas.py); the second answer comes from there.
+        body = message_body(to=["twice@@example.com"])
+        first, second = [await client.post("/email-messages", json=body) for _ in range(2)]
+        assert invalid_fields(first) == invalid_fields(second) == ["to.0"]
+        assert first.json()["invalidFields"] == second.json()["invalidFields"]
+        assert "not a valid email address" in first.json()["invalidFields"][0]["message"]
+
     async def test_invalid_first_to_address_is_named_to_0(self, client: httpx.AsyncClient) -> None:
         response = await client.post("/email-messages", json=message_body(to=["@example.com"]))
         assert invalid_fields(response) == ["to.0"]

@@ -13,12 +13,15 @@ from sqlalchemy.ext.asyncio import (
 )
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
+    """On PostgreSQL, `pool_size` connections are kept open once made, and up to `max_overflow`
+    more (default: as many) are opened while those are busy and closed when they come back."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         # No ping before each use (a round trip on every request): a connection found dead is
         # replaced, with every one older than it, and its request answered 503 (api/problems).
-        return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        overflow = pool_size if max_overflow is None else max_overflow
+        return create_async_engine(url, pool_size=pool_size, max_overflow=overflow)
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

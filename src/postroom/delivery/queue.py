@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, insert
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from postroom.db.driver import RowInsert, driver
 from postroom.delivery.models import QueuedMessage
 
 QUEUE = cast(Table, QueuedMessage.__table__)
@@ -19,6 +21,11 @@ def delivery_key(organization_id: str, credential_id: str | None) -> str:
     return f"{organization_id} {credential_id or ''}"
 
 
+# On PostgreSQL the row is written by asyncpg itself (db/driver.py): every message created in
+# `outbox` is enqueued, in the request that creates it.
+_INSERT = RowInsert(sa_inspect(QueuedMessage))
+
+
 async def enqueue(
     session: AsyncSession,
     message_id: str,
@@ -27,14 +34,15 @@ async def enqueue(
     credential_id: str | None,
     due_at: datetime,
 ) -> None:
-    await session.execute(
-        insert(QUEUE),
-        [
-            {
-                "message_id": message_id,
-                "delivery_key": delivery_key(organization_id, credential_id),
-                "due_at": due_at,
-                "attempt_count": 0,
-            }
-        ],
-    )
+    row = {
+        "message_id": message_id,
+        "delivery_key": delivery_key(organization_id, credential_id),
+        "due_at": due_at,
+        "attempt_count": 0,
+    }
+    prepared = await driver(session)
+    if prepared is not None:
+        values = {"lease_token": None, "leased_until": None, **row}
+        await prepared.execute(_INSERT.sql, _INSERT.args(values, prepared.dialect))
+        return
+    await session.execute(insert(QUEUE), [row])

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.listing import ListQuery, SortKey, values_admitted
+from postroom.db.driver import RowInsert, driver
 from postroom.db.listing import counted, fetch_page, filtered, paged
 from postroom.messages.models import EmailMessage, MessageCount, MessageFile, MessageStatus
 
@@ -116,12 +117,18 @@ async def delete_unless_in_flight(
 
 
 _COLUMN_ATTRIBUTES = [attribute.key for attribute in sa_inspect(EmailMessage).column_attrs]
+_INSERT = RowInsert(sa_inspect(EmailMessage))
 
 
 async def insert_message(session: AsyncSession, message: EmailMessage) -> None:
-    """Writes a new message, given as a transient object, with one INSERT (the ORM's bulk path:
-    no unit of work, no identity map); the object stays transient, as written."""
+    """Writes a new message, given as a transient object, with one INSERT (on PostgreSQL a
+    prepared statement of asyncpg's, elsewhere the ORM's bulk path: no unit of work, no identity
+    map); the object stays transient, as written."""
     values = {key: getattr(message, key) for key in _COLUMN_ATTRIBUTES}
+    prepared = await driver(session)
+    if prepared is not None:
+        await prepared.execute(_INSERT.sql, _INSERT.args(values, prepared.dialect))
+        return
     await session.execute(insert(EmailMessage), [values])
 
 
@@ -185,6 +192,14 @@ async def record_answers(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
 # them in the same order and cannot deadlock. (SQLite has one writer at a time: no cost there.)
 COUNT_SHARDS = 16
 _counts = MessageCount.__table__
+# The upsert below written for asyncpg (db/driver.py), for any number of rows, in their order: a
+# change of counts is in the transaction of every create, where SQLAlchemy built and compiled
+# the multi-row upsert anew each time (~1 ms of CPU).
+_CHANGE_COUNTS_SQL = (
+    "INSERT INTO email_message_counts AS kept (organization_id, status, shard, count) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bigint[]) "
+    "ON CONFLICT (organization_id, status, shard) DO UPDATE SET count = kept.count + excluded.count"
+)
 
 
 async def change_counts(session: AsyncSession, deltas: Mapping[tuple[str, str], int]) -> None:
@@ -193,6 +208,12 @@ async def change_counts(session: AsyncSession, deltas: Mapping[tuple[str, str], 
     if not changes:
         return
     shard = random.randrange(COUNT_SHARDS)  # noqa: S311 (spreads rows; nothing secret)
+    prepared = await driver(session)
+    if prepared is not None:
+        organizations, statuses, counts = zip(*changes, strict=True)
+        shards = [shard] * len(changes)
+        await prepared.execute(_CHANGE_COUNTS_SQL, (organizations, statuses, shards, counts))
+        return
     rows = [
         {"organization_id": org, "status": status, "shard": shard, "count": delta}
         for org, status, delta in changes

@@ -1,14 +1,16 @@
 """SQL for email delivery settings, scoped to an organization in every statement but the
 token lookup and the operator's (CLI) reads."""
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.listing import ListQuery, SortKey
+from postroom.db.driver import driver
 from postroom.db.listing import fetch_page, filtered
-from postroom.senders.models import EmailDeliverySetting
+from postroom.senders.models import EmailDeliverySetting, SenderStatus
 
 _table = EmailDeliverySetting.__table__
 _columns: dict[str, ColumnElement[Any]] = dict(_table.c.items())
@@ -27,13 +29,42 @@ async def get(
     )
 
 
-async def get_default(session: AsyncSession, organization_id: str) -> EmailDeliverySetting | None:
-    return await session.scalar(
-        select(EmailDeliverySetting).where(
-            EmailDeliverySetting.organization_id == organization_id,
-            EmailDeliverySetting.is_default.is_(True),
+@dataclass(frozen=True)
+class DefaultSetting:
+    """What a message takes from its organization's default setting, and what it is checked
+    against."""
+
+    id: str
+    from_address: str
+    name: str
+    status: SenderStatus
+    credential_id: str | None
+
+
+_DEFAULT = select(
+    _table.c.id, _table.c.from_address, _table.c.name, _table.c.status, _table.c.credential_id
+)
+# The same statement written for asyncpg (db/driver.py): POST /email-messages runs it.
+_DEFAULT_SQL = (
+    "SELECT id, from_address, name, status, credential_id FROM email_delivery_settings "
+    "WHERE organization_id = $1 AND is_default"
+)
+
+
+async def get_default(session: AsyncSession, organization_id: str) -> DefaultSetting | None:
+    prepared = await driver(session)
+    if prepared is not None:
+        row = await prepared.fetchrow(_DEFAULT_SQL, (organization_id,))
+    else:
+        found = await session.execute(
+            _DEFAULT.where(
+                _table.c.organization_id == organization_id, _table.c.is_default.is_(True)
+            )
         )
-    )
+        row = found.first()
+    if row is None:
+        return None
+    return DefaultSetting(row[0], row[1], row[2], SenderStatus(row[3]), row[4])
 
 
 async def find_by_address(

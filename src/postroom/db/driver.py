@@ -1,0 +1,139 @@
+"""SQL run by asyncpg itself inside a session's transaction, for the few statements of the
+hottest request (POST /email-messages): SQLAlchemy's execution around one statement (cache key,
+execution context, cursor adapter, result, a greenlet switch each way) costs ~0.1 ms of CPU,
+four times what asyncpg spends on it (bench/RESULTS.md). PostgreSQL only: on SQLite `driver()`
+is None and the caller runs its statement through the session.
+
+The statements share the session's connection and transaction: they commit or roll back with
+it. A connection found closed is handed back to SQLAlchemy, which does what it does for any lost
+connection (invalidates it and every older one; api/problems.py answers 503)."""
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Column, Table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Mapper
+
+
+class Driver:
+    """The asyncpg connection under one session's transaction, begun."""
+
+    def __init__(self, connection: AsyncConnection, driver: asyncpg.Connection) -> None:
+        self._connection = connection
+        self._driver = driver
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._connection.dialect
+
+    async def execute(self, sql: str, args: Sequence[Any]) -> None:
+        try:
+            await self._driver.execute(sql, *args)
+        except Exception:
+            await self._hand_over_loss()
+            raise
+
+    async def fetchrow(self, sql: str, args: Sequence[Any]) -> asyncpg.Record | None:
+        try:
+            return await self._driver.fetchrow(sql, *args)
+        except Exception:
+            await self._hand_over_loss()
+            raise
+
+    async def _hand_over_loss(self) -> None:
+        """If the connection is gone, let SQLAlchemy find that out through its own execution:
+        it raises the DBAPIError of a lost connection (connection_invalidated) after replacing
+        it, instead of our error."""
+        if self._driver.is_closed():
+            await self._connection.exec_driver_sql("SELECT 1")
+
+
+_KEPT = "postroom.driver"
+
+
+async def driver(session: AsyncSession) -> Driver | None:
+    """The session's PostgreSQL connection with its transaction begun (None on SQLite). The
+    session's pending changes are flushed first, as a query through it would do."""
+    if session.get_bind().dialect.driver != "asyncpg":
+        return None
+    if session.new or session.deleted or session.dirty:
+        await session.flush()
+    # Kept for the rest of the session's transaction, which keeps its connection until it ends.
+    transaction = session.sync_session.get_transaction()
+    kept = session.info.get(_KEPT)
+    if kept is not None and transaction is not None and kept[0] is transaction:
+        found: Driver = kept[1]
+        return found
+    connection = await session.connection()
+    pooled = await connection.get_raw_connection()
+    adapted: Any = pooled.dbapi_connection
+    # SQLAlchemy's adapter begins its transaction on the first statement it runs itself; ours
+    # come first, so it is begun here, where the adapter keeps it and later commits it. This is
+    # the one use of the adapter's internals (tests/db/test_driver.py checks it still holds).
+    if adapted._transaction is None:
+        try:
+            await adapted._start_transaction()
+        except Exception:
+            await Driver(connection, pooled.driver_connection)._hand_over_loss()
+            raise
+    begun = Driver(connection, pooled.driver_connection)
+    session.info[_KEPT] = (session.sync_session.get_transaction(), begun)
+    return begun
+
+
+class RowInsert:
+    """One INSERT of a whole row of a mapped class, with the values the ORM's bulk INSERT would
+    send for a dict of its attributes: each through its column type's bind processor; a None
+    left out (so the column's default applies) unless the type stores None as a value of its
+    own (JSON's null)."""
+
+    def __init__(self, mapper: Mapper[Any]) -> None:
+        table = mapper.local_table
+        assert isinstance(table, Table)
+        attributes = [(a.key, table.c[a.columns[0].key]) for a in mapper.column_attrs]
+        columns = ", ".join(f'"{column.name}"' for _, column in attributes)
+        placeholders = ", ".join(f"${n}" for n in range(1, len(attributes) + 1))
+        self.sql = f'INSERT INTO "{table.name}" ({columns}) VALUES ({placeholders})'  # noqa: S608
+        self._attributes = attributes
+        self._converters: dict[str, list[Callable[[Any], Any]]] = {}
+
+    def args(self, values: Mapping[str, Any], dialect: Dialect) -> list[Any]:
+        """The statement's arguments for `values`, a value for each attribute."""
+        converters = self._converters.get(dialect.name)
+        if converters is None:
+            converters = [_converter(column, dialect) for _, column in self._attributes]
+            self._converters[dialect.name] = converters
+        return [
+            convert(values[key])
+            for (key, _), convert in zip(self._attributes, converters, strict=True)
+        ]
+
+
+def _converter(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any]:
+    bind = column.type.dialect_impl(dialect).bind_processor(dialect)
+    process: Callable[[Any], Any] = bind if bind is not None else _same
+    if column.type.should_evaluate_none:
+        return process
+    default = _default_of(column)
+
+    def convert(value: Any) -> Any:
+        return default if value is None else process(value)
+
+    return convert
+
+
+def _default_of(column: Column[Any]) -> Any:
+    """What an INSERT that leaves the column out stores in it, for the defaults a row can take
+    here (a constant, or none: NULL)."""
+    if column.default is None and column.server_default is None:
+        return None
+    if column.default is not None and column.default.is_scalar:
+        return column.default.arg  # type: ignore[attr-defined]
+    raise ValueError(f"{column}: only a constant default can be written as a value")
+
+
+def _same(value: Any) -> Any:
+    return value
