@@ -17,6 +17,7 @@ from postroom.api.routes import include_routes
 from postroom.api.transactions import TransactionMiddleware
 from postroom.auth import service as auth
 from postroom.core.clock import Clock, SystemClock
+from postroom.core.collector import settle_after_startup
 from postroom.core.crypto import SecretBox
 from postroom.core.logging import configure_logging
 from postroom.db.engine import create_engine, create_sessionmaker, reading
@@ -116,4 +117,6 @@ def create_app_from_environment() -> FastAPI:
     """The factory `postroom api` hands to uvicorn, which imports it in each worker process."""
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    return create_app(settings)
+    app = create_app(settings)
+    settle_after_startup()
+    return app
