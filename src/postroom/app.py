@@ -17,11 +17,21 @@ from postroom.api.routes import include_routes
 from postroom.api.transactions import TransactionMiddleware
 from postroom.auth import service as auth
 from postroom.core.clock import Clock, SystemClock
+from postroom.core.collector import settle_after_startup
 from postroom.core.crypto import SecretBox
 from postroom.core.logging import configure_logging
-from postroom.db.engine import create_engine, create_sessionmaker, reading
+from postroom.db.engine import (
+    ConnectionGate,
+    create_engine,
+    create_sessionmaker,
+    is_sqlite,
+    reading,
+)
 from postroom.delivery.worker import EmbeddedWorker
 from postroom.settings import Settings, load_settings
+
+# Database connections an API process holds at most (PostgreSQL).
+API_CONNECTIONS = 20
 
 DESCRIPTION = """\
 Transactional email with a REST API wire-compatible with Rebilly's email messages.
@@ -51,8 +61,12 @@ def create_app(
         # At most 20 connections, as with 10 kept and 10 more while busy, but all of them kept:
         # under load the extra 10 were closed and opened again all the time, and a new asyncpg
         # connection costs a few ms of CPU (TLS attempt, authentication, type codecs).
-        engine = create_engine(settings.resolved_database_url, pool_size=20, max_overflow=0)
+        engine = create_engine(
+            settings.resolved_database_url, pool_size=API_CONNECTIONS, max_overflow=0
+        )
         app.state.engine = engine
+        # SQLite's writers wait for each other in the database (BEGIN IMMEDIATE) anyway.
+        app.state.connection_gate = None if is_sqlite(engine) else ConnectionGate(API_CONNECTIONS)
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_sessionmaker(reading(engine))
         app.state.rate_limiter = RateLimiter(settings.limits)
@@ -116,4 +130,6 @@ def create_app_from_environment() -> FastAPI:
     """The factory `postroom api` hands to uvicorn, which imports it in each worker process."""
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    return create_app(settings)
+    app = create_app(settings)
+    settle_after_startup()
+    return app

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from postroom.app import create_app
 from postroom.auth import service as auth
 from postroom.core.clock import SystemClock
+from postroom.core.collector import settle_after_startup
 from postroom.core.logging import configure_logging
 from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.db.migrate import upgrade
@@ -111,6 +112,7 @@ def serve(
         access_log=False,  # api/observability.py logs every request already, as JSON
     )
     server = uvicorn.Server(config)
+    settle_after_startup()
     server.run()
     if died:
         # The log has its traceback ("delivery worker died").

@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from postroom.db.engine import ConnectionGate
 from postroom.idempotency import service as idempotency
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,25 @@ class TransactionMiddleware:
         if scope["type"] != "http" or scope["path"] in _NO_DATABASE:
             await self.app(scope, receive, send)
             return
+        gate: ConnectionGate | None = scope["app"].state.connection_gate
+        if gate is None:
+            await self._in_transaction(scope, receive, send)
+            return
+        try:
+            await gate.enter()
+        except TimeoutError:
+            log.error(
+                "no database connection came free in time; the request was not carried out",
+                extra={"method": scope["method"]},
+            )
+            await _send_failure(send, _NO_CONNECTION)
+            return
+        try:
+            await self._in_transaction(scope, receive, send)
+        finally:
+            gate.leave()
+
+    async def _in_transaction(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.setdefault("state", {})
         fastapi_app = scope["app"]
         # GET and HEAD only read: on SQLite their transaction takes no write lock.
@@ -102,7 +122,7 @@ async def _store_answer(
     await idempotency.complete(session, claimed, answer, app.state.clock.now(), retention)
 
 
-async def _send_failure(send: Send) -> None:
+async def _send_failure(send: Send, problem: dict[str, Any] | None = None) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -110,7 +130,7 @@ async def _send_failure(send: Send) -> None:
             "headers": [(b"content-type", b"application/problem+json")],
         }
     )
-    await send({"type": "http.response.body", "body": json.dumps(_FAILED).encode()})
+    await send({"type": "http.response.body", "body": json.dumps(problem or _FAILED).encode()})
 
 
 _FAILED: dict[str, Any] = {
@@ -118,4 +138,11 @@ _FAILED: dict[str, Any] = {
     "title": "Internal server error",
     "status": 500,
     "detail": "the change could not be saved; nothing was stored",
+}
+# As a request answered when the pool gave it no connection in time (api/problems.py).
+_NO_CONNECTION: dict[str, Any] = {
+    "type": "about:blank",
+    "title": "Internal server error",
+    "status": 500,
+    "detail": "the server could not complete the request",
 }

@@ -8,6 +8,7 @@ The statements share the session's connection and transaction: they commit or ro
 it. A connection found closed is handed back to SQLAlchemy, which does what it does for any lost
 connection (invalidates it and every older one; api/problems.py answers 503)."""
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -62,9 +63,11 @@ async def driver(session: AsyncSession) -> Driver | None:
     if session.new or session.deleted or session.dirty:
         await session.flush()
     # Kept for the rest of the session's transaction, which keeps its connection until it ends.
+    # The transaction is named by a weak reference: a strong one would make a reference cycle
+    # (session -> info -> transaction -> session), left for the garbage collector to find.
     transaction = session.sync_session.get_transaction()
     kept = session.info.get(_KEPT)
-    if kept is not None and transaction is not None and kept[0] is transaction:
+    if kept is not None and transaction is not None and kept[0]() is transaction:
         found: Driver = kept[1]
         return found
     connection = await session.connection()
@@ -80,7 +83,9 @@ async def driver(session: AsyncSession) -> Driver | None:
             await Driver(connection, pooled.driver_connection)._hand_over_loss()
             raise
     begun = Driver(connection, pooled.driver_connection)
-    session.info[_KEPT] = (session.sync_session.get_transaction(), begun)
+    begun_in = session.sync_session.get_transaction()
+    assert begun_in is not None  # session.connection() began it
+    session.info[_KEPT] = (weakref.ref(begun_in), begun)
     return begun
 
 
