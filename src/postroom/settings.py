@@ -43,7 +43,7 @@ class DeliverySettings(BaseModel):
         20,
         ge=1,
         description="messages of one organization through one credential (or through the "
-        "server-wide transport) a worker holds claimed and not yet recorded, at most: a slow or "
+        "server-wide transport) a worker is sending at once, at most: a slow or "
         "silent server holds only this share of the worker's batches_in_flight * batch_size, "
         "and the worker goes on claiming and sending for the others",
     )

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from postroom.delivery import service
 from postroom.delivery.models import QueuedMessage, WorkerHeartbeat
+from postroom.delivery.worker import InFlight
 from postroom.messages.models import EmailMessage
 from tests.factories import make_message
 from tests.harness import Harness, HarnessFactory
@@ -440,3 +441,36 @@ class TestHeartbeat:
 
 async def _exists(row: Callable[[], Awaitable[WorkerHeartbeat | None]]) -> bool:
     return await row() is not None
+
+
+class TestInFlight:
+    """What a running worker holds, and what its next claim is to see of each key's share."""
+
+    def test_a_key_is_claimed_for_again_once_half_its_share_is_sent_not_recorded(self) -> None:
+        held = InFlight(share=4)
+        for _ in range(4):
+            held.claimed("busy")
+        held.claimed("other")
+        assert held.taken() == {"busy": 4, "other": 1}
+        held.sent("busy")
+        # One of four free: still full for the next claim, which would otherwise fetch one.
+        assert held.taken() == {"busy": 4, "other": 1}
+        assert not held.freed.is_set()
+        held.sent("busy")
+        # Half free, none of it recorded yet: the key's next claim can overlap its last sends.
+        assert held.freed.is_set()
+        assert held.taken() == {"busy": 2, "other": 1}
+        assert held.unrecorded == 5
+
+    def test_recording_frees_the_workers_capacity_not_the_keys_share(self) -> None:
+        held = InFlight(share=2)
+        held.claimed("busy")
+        held.claimed("busy")
+        held.sent("busy")
+        held.freed.clear()
+        held.recorded(1)
+        assert held.freed.is_set()
+        assert held.unrecorded == 1
+        assert held.taken() == {"busy": 1}
+        held.sent("busy")
+        assert held.taken() == {}

@@ -156,7 +156,7 @@ async def claim(
     must not start before the claim's lock was granted (delivery/pacing.py).
 
     Up to `limit` messages (default: a batch). With `in_flight` (the claiming worker's messages
-    not yet recorded, by delivery key), no key gets more than its share of the worker
+    being sent, by delivery key), no key gets more than its share of the worker
     (settings.in_flight_per_key); without, this claim is the only one under way."""
     batch = settings.batch_size if limit is None else limit
     claimed = await repository.claim_due(

@@ -3,13 +3,14 @@ the outcomes in another. Nothing holds a database lock across a network call.
 
 Each claimed message is sent on its own and its outcome recorded as soon as it is known (with
 whatever others came in meanwhile), so no message waits for the slowest of its claim. A worker
-holds at most `batches_in_flight * batch_size` messages claimed and not yet recorded, and at most
-`in_flight_per_key` of any one delivery key (an organization and its credential, or the
-server-wide transport): a silent server ties up only its own key's share, and the worker goes
-on claiming for the others while it is freed (see delivery/repository.py for the claim's
-fairness). A worker killed outright can therefore leave at most `batches_in_flight *
-batch_size` messages sent but not recorded (sent again, as duplicates, once their leases run
-out)."""
+holds at most `batches_in_flight * batch_size` messages claimed and not yet recorded, and is
+sending at most `in_flight_per_key` of any one delivery key (an organization and its credential,
+or the server-wide transport): a silent server ties up only its own key's share, and the worker
+goes on claiming for the others while it is freed (see delivery/repository.py for the claim's
+fairness). A key's next claim overlaps the end of its sends under way: it is made once half of
+its share is free, not after the last claim's outcomes are all recorded. A worker killed outright
+can therefore leave at most `batches_in_flight * batch_size` messages sent but not recorded (sent
+again, as duplicates, once their leases run out)."""
 
 import asyncio
 import importlib.metadata
@@ -24,6 +25,7 @@ from asyncio import FIRST_COMPLETED
 from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -173,6 +175,48 @@ def credential_transport(credential: DeliveryCredential, settings: Settings) -> 
     raise PermanentError(f"credential type {credential.type} has no transport")
 
 
+@dataclass
+class InFlight:
+    """What a running worker holds: messages claimed and not yet recorded (at most its
+    capacity), and of those the ones still being sent, by delivery key (at most `share`)."""
+
+    share: int
+    unrecorded: int = 0
+    sending: Counter[str] = field(default_factory=Counter)
+    # Set when a claim may find more than before: a key's share half free, outcomes recorded.
+    freed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def claimed(self, key: str) -> None:
+        self.unrecorded += 1
+        self.sending[key] += 1
+
+    def sent(self, key: str) -> None:
+        self.sending[key] -= 1
+        left = self.sending[key]
+        if left <= 0:
+            del self.sending[key]
+        if self.share - left == self._half:
+            self.freed.set()
+
+    def recorded(self, count: int) -> None:
+        self.unrecorded -= count
+        self.freed.set()
+
+    def taken(self) -> dict[str, int]:
+        """Each key's share as the next claim is to see it: one with less than half of it free
+        counts as full for now, so that a busy key is claimed for in halves of its share, not
+        one message at a time as each of its sends ends (a claim costs the same for 1 as for
+        50)."""
+        return {
+            key: count if self.share - count >= self._half else self.share
+            for key, count in self.sending.items()
+        }
+
+    @property
+    def _half(self) -> int:
+        return (self.share + 1) // 2
+
+
 class Worker:
     def __init__(
         self,
@@ -213,7 +257,7 @@ class Worker:
         return len(claim.jobs) + claim.settled
 
     async def _claim(
-        self, limit: int | None = None, in_flight: Counter[str] | None = None
+        self, limit: int | None = None, in_flight: dict[str, int] | None = None
     ) -> service.Claim:
         async with self.sessionmaker() as session, session.begin():
             return await service.claim(
@@ -294,11 +338,11 @@ class Worker:
         await load_http_stack()
         delivery = self.settings.delivery
         capacity = delivery.batches_in_flight * delivery.batch_size
-        in_flight: Counter[str] = Counter()  # claimed, not yet recorded, by delivery key
+        in_flight = InFlight(delivery.in_flight_per_key)
+        freed = in_flight.freed
         sending: set[asyncio.Task[None]] = set()
         outcomes: asyncio.Queue[service.Result] = asyncio.Queue()
-        freed = asyncio.Event()
-        recorder = asyncio.create_task(self._record_as_they_come(outcomes, in_flight, freed))
+        recorder = asyncio.create_task(self._record_as_they_come(outcomes, in_flight))
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
@@ -309,7 +353,7 @@ class Worker:
                     except Exception:
                         log.exception("housekeeping failed", extra={"worker": self.name})
                 freed.clear()
-                free = capacity - in_flight.total()
+                free = capacity - in_flight.unrecorded
                 if free < min(delivery.batch_size, capacity - free + 1):
                     # Claims come in whole batches (a claim costs the same for 1 message as
                     # for 50), unless little is in flight: wait until a batch's room is free.
@@ -317,20 +361,20 @@ class Worker:
                     continue
                 asked = min(delivery.batch_size, free)
                 try:
-                    claim = await self._claim(asked, in_flight)
+                    claim = await self._claim(asked, in_flight.taken())
                 except Exception:
                     # The database may be restarting; the leases keep every message safe.
                     log.exception("delivery claim failed; retrying", extra={"worker": self.name})
                     claim = service.Claim([], 0)
                 for job in claim.jobs:
-                    in_flight[job.key] += 1
-                    send = asyncio.create_task(self._deliver_into(job, outcomes))
+                    in_flight.claimed(job.key)
+                    send = asyncio.create_task(self._deliver_into(job, outcomes, in_flight))
                     sending.add(send)
                     send.add_done_callback(sending.discard)
                 if len(claim.jobs) + claim.settled < asked:
                     # No more due now (or only keys whose share is taken): wait a poll interval,
-                    # or less if an outcome is recorded meanwhile (a share is free again, and a
-                    # retry may be due), rather than ask again at once for nothing.
+                    # or less if a share is half free again or an outcome is recorded meanwhile
+                    # (a retry may be due), rather than ask again at once for nothing.
                     await self._until(freed, stopping, delivery.poll_seconds)
         finally:
             stopping.cancel()
@@ -353,15 +397,16 @@ class Worker:
             waiting.cancel()
 
     async def _deliver_into(
-        self, job: service.Job, outcomes: "asyncio.Queue[service.Result]"
+        self, job: service.Job, outcomes: "asyncio.Queue[service.Result]", in_flight: InFlight
     ) -> None:
-        outcomes.put_nowait(await self._deliver(job))
+        result = await self._deliver(job)
+        in_flight.sent(job.key)
+        outcomes.put_nowait(result)
 
     async def _record_as_they_come(
         self,
         outcomes: "asyncio.Queue[service.Result]",
-        in_flight: Counter[str],
-        freed: asyncio.Event,
+        in_flight: InFlight,
     ) -> None:
         """Records each outcome as it comes in, together with any that come in meanwhile: up to
         a batch, gathered for at most RECORD_GATHER_SECONDS while other sends are under way
@@ -375,7 +420,7 @@ class Worker:
                     results.append(outcomes.get_nowait())
                     continue
                 left = gather_until - time.monotonic()
-                if left <= 0 or in_flight.total() <= len(results):
+                if left <= 0 or not in_flight.sending:
                     break  # nothing else is being sent: record now
                 try:
                     results.append(await asyncio.wait_for(outcomes.get(), left))
@@ -391,12 +436,9 @@ class Worker:
                     extra={"worker": self.name},
                 )
             finally:
-                for result in results:
-                    in_flight[result.job.key] -= 1
-                    if in_flight[result.job.key] <= 0:
-                        del in_flight[result.job.key]
+                for _ in results:
                     outcomes.task_done()
-                freed.set()
+                in_flight.recorded(len(results))
 
     def _transport(self, job: service.Job) -> Transport:
         credential = job.credential
