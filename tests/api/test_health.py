@@ -101,6 +101,14 @@ class TestReadinessAndWorkers:
                 "stale_seconds": stale,
                 "oldest_due_waiting_seconds": 3,
             }
+            # As documented, so that a client (and the fuzz test) can read it.
+            document = (await h.client.get("/openapi.json")).json()
+            answers = document["paths"]["/readyz"]["get"]["responses"]
+            assert answers["503"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/Readiness"
+            }
+            documented = document["components"]["schemas"]["Readiness"]["properties"]
+            assert set(response.json()) <= set(documented)
 
             await h.worker.heartbeat()
             response = await h.client.get("/readyz")

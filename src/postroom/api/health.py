@@ -3,6 +3,7 @@ that is due has a worker to deliver it)."""
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from postroom.api.deps import ClockDep, SessionDep, SettingsDep
 from postroom.db.migrate import is_current
@@ -10,6 +11,17 @@ from postroom.delivery import service as delivery
 from postroom.delivery.worker import EmbeddedWorker
 
 router = APIRouter(tags=["Health"])
+
+
+class Readiness(BaseModel):
+    """/readyz's answer, ready or not: `status` says which, or why not."""
+
+    status: str = Field(examples=["ok", "no worker seen"])
+    error: str | None = Field(None, description="the dead worker's error type")
+    stale_seconds: float | None = Field(None, description="the heartbeat window")
+    oldest_due_waiting_seconds: float | None = Field(
+        None, description="how long the oldest due message has waited"
+    )
 
 
 @router.get("/healthz", summary="Liveness")
@@ -23,7 +35,9 @@ async def healthz() -> dict[str, str]:
     description="503 when the database cannot be reached or its schema is not current, when "
     "this process's delivery worker (`postroom serve`) has died, and when messages are due but "
     "no worker has written a heartbeat within `POSTROOM_DELIVERY__WORKER_STALE_SECONDS`.",
-    responses={503: {"description": "Not ready"}},
+    response_model=Readiness,
+    response_model_exclude_none=True,
+    responses={503: {"model": Readiness, "description": "Not ready"}},
 )
 async def readyz(
     request: Request, session: SessionDep, clock: ClockDep, settings: SettingsDep
