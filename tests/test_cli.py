@@ -243,11 +243,48 @@ class TestOperatorCommands:
         )
         assert code == 0, err
         key = re.search(r"api key \(shown only now\): (\S+)", out)
-        assert key is not None, out
+        key_id = re.search(r"api key id: (key_\w+)", out)
+        assert key is not None and key_id is not None, out
         async with httpx.AsyncClient(
             base_url=api_url, headers={"Authorization": f"Bearer {key.group(1)}"}, verify=CLIENT_TLS
         ) as http:
             assert (await http.get("/email-messages")).status_code == 200
+            assert (await http.get(f"/api-keys/{key_id.group(1)}")).json()["description"] == (
+                "second"
+            )
+
+    async def test_keys_list_and_revoke(
+        self, cli_env: dict[str, str], organization: auth.NewOrganization
+    ) -> None:
+        org = organization.organization_id
+        code, out, err = await run_command(cli_env, "keys", "create", org, "--name", "spare")
+        assert code == 0, err
+        spare = re.search(r"api key id: (key_\w+)", out)
+        assert spare is not None
+        code, out, err = await run_command(cli_env, "keys", "list", org)
+        assert code == 0, err
+        rows = [line.split("\t") for line in out.splitlines()]
+        assert [r[2] for r in rows] == ["default", "spare"]
+        assert organization.api_key not in out
+        code, out, err = await run_command(cli_env, "keys", "revoke", org, spare.group(1))
+        assert code == 0, err
+        code, out, err = await run_command(cli_env, "keys", "list", org)
+        assert [line.split("\t")[2] for line in out.splitlines()] == ["default"]
+        # The last key stays: without it nobody reaches the organization.
+        last = rows[0][0]
+        code, out, err = await run_command(cli_env, "keys", "revoke", org, last)
+        assert code != 0
+        assert "last API key" in err
+        assert "Traceback" not in err
+
+    async def test_organizations_list(
+        self, cli_env: dict[str, str], organization: auth.NewOrganization
+    ) -> None:
+        code, out, err = await run_command(cli_env, "organizations", "list")
+        assert code == 0, err
+        ids = [line.split("\t")[0] for line in out.splitlines()]
+        assert organization.organization_id in ids
+        assert auth.SYSTEM_ORGANIZATION_ID not in ids
 
     async def test_keys_create_for_an_unknown_organization_fails_with_an_error(
         self, cli_env: dict[str, str]

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from postroom.api.idempotency import install_replay_handler
 from postroom.api.limits import BodySizeLimitMiddleware
@@ -116,9 +117,34 @@ def create_app(
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.limits.max_body_bytes, exempt=_is_upload
     )
+    if origins := settings.cors_origin_list():
+        # Outside the transaction: a preflight is answered here, with no key and no session.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["*"],
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        )
     app.add_middleware(RequestLogMiddleware)
     app.openapi = lambda: document_cross_cutting(app)  # type: ignore[method-assign]
     return app
+
+
+# What a browser script may read of an answer, besides the CORS-safelisted headers.
+EXPOSED_HEADERS = [
+    "Location",
+    "Pagination-Total",
+    "Pagination-Limit",
+    "Pagination-Offset",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Retry-After",
+    "Retry-After",
+    "Idempotent-Replayed",
+    "Content-Disposition",
+]
 
 
 def _is_upload(method: str, path: str) -> bool:

@@ -187,6 +187,14 @@ def create_organization(name: Annotated[str, typer.Argument(help="Organization n
     typer.echo(f"api key (shown only now): {created.api_key}")
 
 
+@organizations.command("list")
+def list_organizations() -> None:
+    """Every organization: id, creation time, name."""
+    found = _in_transaction(_settings(), auth.list_organizations_for_operator)
+    for organization in found:
+        typer.echo(f"{organization.id}\t{organization.created_at.isoformat()}\t{organization.name}")
+
+
 @keys.command("create")
 def create_key(
     organization_id: Annotated[str, typer.Argument(help="Organization id (org_…).")],
@@ -194,10 +202,35 @@ def create_key(
 ) -> None:
     """Create another API key for an organization (printed once)."""
     settings = _settings()
-    key = _in_transaction(
-        settings, lambda s: auth.create_api_key(s, organization_id, SystemClock().now(), name=name)
+    stored, key = _in_transaction(
+        settings, lambda s: auth.issue_api_key(s, organization_id, SystemClock().now(), name=name)
     )
+    typer.echo(f"api key id: {stored.id}")
     typer.echo(f"api key (shown only now): {key}")
+
+
+@keys.command("list")
+def list_keys(
+    organization_id: Annotated[str, typer.Argument(help="Organization id (org_…).")],
+) -> None:
+    """An organization's live keys: id, creation time, name (never the key itself)."""
+    found = _in_transaction(_settings(), lambda s: auth.list_keys_for_operator(s, organization_id))
+    for key in found:
+        typer.echo(f"{key.id}\t{key.created_at.isoformat()}\t{key.name}")
+
+
+@keys.command("revoke")
+def revoke_key(
+    organization_id: Annotated[str, typer.Argument(help="Organization id (org_…).")],
+    key_id: Annotated[str, typer.Argument(help="API key id (key_…).")],
+) -> None:
+    """Revoke a key: API processes stop taking it within POSTROOM_LIMITS__API_KEY_CACHE_SECONDS.
+    The organization's last key is kept; create another first."""
+    _in_transaction(
+        _settings(),
+        lambda s: auth.revoke_api_key(s, organization_id, key_id, SystemClock().now()),
+    )
+    typer.echo(f"{key_id} is revoked")
 
 
 @senders.command("list")

@@ -247,6 +247,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="port the API listens on")
     log_level: str = Field("INFO", description="root log level")
     log_json: bool = Field(True, description="one JSON object a log line")
+    cors_origins: str = Field(
+        "",
+        description="comma-separated origins a browser may call the API from (e.g. "
+        "https://app.example.com), `*` for any; empty (the default): no CORS headers at all",
+    )
     delivery: DeliverySettings = DeliverySettings()
     limits: LimitSettings = LimitSettings()
     files: FileSettings = FileSettings()
@@ -288,6 +293,9 @@ class Settings(BaseSettings):
         if domains is None:
             domains = ["*"] if self.smtp_url is None else []
         return tuple(domains)
+
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def blob_dir(self) -> Path:

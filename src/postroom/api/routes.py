@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from postroom.api import health, metrics
 from postroom.api.deps import refuse_nul
 from postroom.api.problems import problem_responses
+from postroom.auth.router import api_keys, organizations
 from postroom.credentials.router import router as credentials
 from postroom.delivery.router import router as delivery
 from postroom.files.router import router as files
@@ -20,6 +21,8 @@ resources.include_router(delivery)
 resources.include_router(credentials)
 resources.include_router(files)
 resources.include_router(senders)
+resources.include_router(api_keys)
+resources.include_router(organizations)
 
 
 def include_routes(app: FastAPI) -> None:

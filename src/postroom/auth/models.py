@@ -28,4 +28,5 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]

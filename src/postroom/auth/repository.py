@@ -1,9 +1,18 @@
 """SQL for organizations and API keys."""
 
-from sqlalchemy import func, select
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.auth.models import ApiKey, Organization
+from postroom.core.listing import ListQuery, SortKey
+from postroom.db.listing import fetch_page, filtered
+
+_keys = ApiKey.__table__
+_key_columns: dict[str, ColumnElement[Any]] = dict(_keys.c.items())
+_OLDEST_FIRST = (SortKey("id"),)
 
 
 async def organization_count(session: AsyncSession, *, leaving_out: str) -> int:
@@ -25,3 +34,53 @@ async def find_key(session: AsyncSession, key_hash: str) -> tuple[str, str] | No
     )
     row = found.first()
     return (row[0], row[1]) if row else None
+
+
+async def get_organization(session: AsyncSession, organization_id: str) -> Organization | None:
+    return await session.get(Organization, organization_id)
+
+
+def _live_keys(organization_id: str) -> Select[ApiKey]:
+    return select(ApiKey).where(
+        ApiKey.organization_id == organization_id, ApiKey.revoked_at.is_(None)
+    )
+
+
+async def get_live_key(session: AsyncSession, organization_id: str, key_id: str) -> ApiKey | None:
+    return await session.scalar(_live_keys(organization_id).where(ApiKey.id == key_id))
+
+
+async def list_live_keys(
+    session: AsyncSession, organization_id: str, query: ListQuery
+) -> tuple[list[ApiKey], int]:
+    base = filtered(_live_keys(organization_id), query, _key_columns)
+    return await fetch_page(
+        session, base, query, _key_columns, default_sort=_OLDEST_FIRST, tiebreak=_keys.c.id
+    )
+
+
+async def live_key_count(session: AsyncSession, organization_id: str) -> int:
+    """Counted with the organization's row locked on PostgreSQL, so that two revocations at
+    once cannot both leave the other key as the last one and revoke it too."""
+    await session.execute(
+        select(Organization.id).where(Organization.id == organization_id).with_for_update()
+    )
+    statement = select(func.count()).select_from(_live_keys(organization_id).subquery())
+    return (await session.execute(statement)).scalar_one()
+
+
+async def revoke_key(session: AsyncSession, key: ApiKey, now: datetime) -> None:
+    await session.execute(
+        update(ApiKey).where(ApiKey.id == key.id).values(revoked_at=now, updated_at=now)
+    )
+
+
+async def list_organizations(session: AsyncSession, *, leaving_out: str) -> list[Organization]:
+    found = await session.scalars(
+        select(Organization).where(Organization.id != leaving_out).order_by(Organization.id)
+    )
+    return list(found.all())
+
+
+async def all_live_keys(session: AsyncSession, organization_id: str) -> list[ApiKey]:
+    return list((await session.scalars(_live_keys(organization_id).order_by(ApiKey.id))).all())
