@@ -7,6 +7,7 @@ from postroom.api.deps import refuse_nul
 from postroom.api.problems import problem_responses
 from postroom.credentials.router import router as credentials
 from postroom.delivery.router import router as delivery
+from postroom.files.router import attachments_router as attachments
 from postroom.files.router import router as files
 from postroom.messages.router import router as messages
 from postroom.senders.router import router as senders
@@ -19,6 +20,7 @@ resources.include_router(messages)
 resources.include_router(delivery)
 resources.include_router(credentials)
 resources.include_router(files)
+resources.include_router(attachments)
 resources.include_router(senders)
 
 
