@@ -4,8 +4,15 @@ MailgunCredential.yaml, PostmarkCredential.yaml, SESCredential.yaml, and postroo
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import core_schema
 
 from postroom.api.wire import SecretLine, SelfLink, WireTime
 from postroom.core.listing import ListField
@@ -115,14 +122,26 @@ CredentialCreate = Annotated[
 ]
 
 
-def _refuse_null(value: object) -> object:
-    if value is None:
-        raise ValueError("may not be null; leave the field out to keep it")
-    return value
+class _NotNull:
+    """A PATCH field that may be left out (it is kept) but not set to null: the credential
+    needs it. Validated, named in errors and documented as its type without the None."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        schema = handler(source)
+        if schema["type"] == "nullable":
+            inner: core_schema.CoreSchema = schema["schema"]
+            return inner
+        if schema["type"] == "union":
+            choices = [c[0] if isinstance(c, tuple) else c for c in schema["choices"]]
+            kept: list[core_schema.CoreSchema] = [c for c in choices if c["type"] != "none"]
+            if len(kept) == 1:
+                return kept[0]
+        return schema
 
 
-# A PATCH field that may be left out (kept) but not set to null: the credential needs it.
-NotNull = BeforeValidator(_refuse_null)
+NotNull = _NotNull()
 Host = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9.\-:\[\]]+$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Encryption = Literal["none", "tls", "ssl"]
@@ -137,7 +156,9 @@ class _CredentialPatch(BaseModel):
     stored one."""
 
     model_config = _strict
-    status: Annotated[Literal["active", "inactive", "deactivated"] | None, NotNull] = None
+    status: Annotated[
+        Literal["active", "inactive", "deactivated"] | SkipJsonSchema[None], NotNull
+    ] = None
     max_send_rate: float | None = Field(
         None, alias="maxSendRate", gt=0, le=100_000, description=MAX_SEND_RATE_DOC
     )
