@@ -275,3 +275,14 @@ class TestDelete:
         created = await make_attachment(client)
         assert (await client.delete(f"/files/{created['fileId']}")).status_code == 204
         assert (await client.get(f"/attachments/{created['id']}")).status_code == 404
+
+    async def test_deleting_a_message_removes_the_links_to_it(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        message = await make_message(client)
+        created = await make_attachment(client, relatedId=message["id"])
+        kept = await make_attachment(client, created["fileId"])
+        assert (await client.delete(f"/email-messages/{message['id']}")).status_code == 204
+        assert (await client.get(f"/attachments/{created['id']}")).status_code == 404
+        assert (await client.get(f"/attachments/{kept['id']}")).status_code == 200
+        assert (await client.get(f"/files/{created['fileId']}")).status_code == 200

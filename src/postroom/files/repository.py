@@ -171,3 +171,15 @@ async def attachment_files(
 
 async def delete_attachment(session: AsyncSession, attachment: FileAttachment) -> None:
     await session.execute(delete(FileAttachment).where(FileAttachment.id == attachment.id))
+
+
+async def delete_attachments_of(
+    session: AsyncSession, organization_id: str, related_type: str, related_id: str
+) -> None:
+    await session.execute(
+        delete(FileAttachment).where(
+            FileAttachment.organization_id == organization_id,
+            FileAttachment.related_type == related_type,
+            FileAttachment.related_id == related_id,
+        )
+    )

@@ -200,10 +200,12 @@ async def check_attachments(
     found = {
         f.id: f for f in await repository.get_many(session, organization_id, wanted, share=True)
     }
+    # A link's file can be gone only if it was deleted since the link was read (a deleted
+    # file takes its links with it).
     problems.extend(
         FieldProblem(f"attachments.{index}.resourceId", f"no file {file_id} in this organization")
         for index, file_id in enumerate(file_of)
-        if file_id is not None and file_id not in found and attachments[index][0] == RESOURCE_TYPE
+        if file_id is not None and file_id not in found
     )
     if problems:
         raise InvalidFields(*problems)
@@ -225,6 +227,13 @@ def attached_file_id(reference: Mapping[str, str]) -> str | None:
     if reference.get("resourceType") == ATTACHMENT_RESOURCE_TYPE:
         return reference.get(RESOLVED_FILE_KEY)
     return None
+
+
+async def unlink_related(
+    session: AsyncSession, organization_id: str, related_type: str, related_id: str
+) -> None:
+    """Removes the attachments (links) to an object that is being deleted; the files stay."""
+    await repository.delete_attachments_of(session, organization_id, related_type, related_id)
 
 
 async def load_for_delivery(

@@ -22,6 +22,8 @@ from postroom.messages.schemas import EmailMessageCreate
 from postroom.senders import service as senders
 
 ID_PREFIX = "mail_msg_"
+# A message as the related object of an attachment (files/attachments.py).
+MESSAGE_RELATED_TYPE = "email-message"
 
 
 async def _resolve_attachments(
@@ -225,6 +227,7 @@ async def delete_message(session: AsyncSession, organization_id: str, message_id
     if status is None:
         await get_message(session, organization_id, message_id)
         raise Conflict("a message in outbox is being delivered and cannot be deleted")
+    await files.unlink_related(session, organization_id, MESSAGE_RELATED_TYPE, message_id)
     await repository.change_counts(session, {(organization_id, status): -1})
 
 
