@@ -121,6 +121,31 @@ class TestChangeAnyField:
         assert (await client.patch(url, json={"port": 2525})).status_code == 200
         assert await _secrets(sessionmaker, settings, credential_id) == {"password": PASSWORD}
 
+    async def test_auth_without_a_password_keeps_the_stored_one(
+        self,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+    ) -> None:
+        credential_id = await _create(client, "smtp", smtp_credential())
+        url = f"/service-credentials/smtp/{credential_id}"
+        read_back = (await client.get(url)).json()
+        read_back["auth"]["username"] = "renamed"
+        response = await client.patch(url, json=read_back)
+        assert response.status_code == 200, response.text
+        assert response.json()["auth"] == {"type": "plain", "username": "renamed"}
+        assert await _secrets(sessionmaker, settings, credential_id) == {"password": PASSWORD}
+
+    async def test_auth_without_a_password_and_none_stored_is_422(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        credential_id = await _create(client, "smtp", smtp_credential(auth={"type": "none"}))
+        response = await client.patch(
+            f"/service-credentials/smtp/{credential_id}",
+            json={"auth": {"type": "login", "username": "u"}},
+        )
+        assert _fields(response) == ["auth.password"]
+
     async def test_auth_none_drops_the_password(
         self,
         client: httpx.AsyncClient,
@@ -156,7 +181,7 @@ class TestInvalid:
             ("smtp", {"host": None}, "host"),
             ("smtp", {"port": 0}, "port"),
             ("smtp", {"encryption": "starttls"}, "encryption"),
-            ("smtp", {"auth": {"type": "plain", "username": "u"}}, "auth.plain.password"),
+            ("smtp", {"auth": {"type": "plain", "password": "p"}}, "auth.plain.username"),
             ("sendgrid", {"apiKey": ""}, "apiKey"),
             ("mailgun", {"emailFrom": "nope"}, "emailFrom"),
             ("mailgun", {"region": "asia"}, "region"),

@@ -151,6 +151,21 @@ AwsKey = Annotated[str, Field(min_length=16, max_length=128, pattern=r"^[A-Z0-9]
 AwsRegion = Annotated[str, Field(max_length=32, pattern=_AWS_REGION)]
 
 
+class SmtpAuthPatchWithPassword(BaseModel):
+    """As on create, but the password may be left out to keep the stored one (a credential read
+    back and sent again has none)."""
+
+    model_config = _strict
+    type: Literal["plain", "login", "cram-md5"]
+    username: SecretLine = Field(min_length=1, max_length=255)
+    password: SecretLine | None = Field(
+        None, min_length=1, max_length=1024, json_schema_extra={"format": "password"}
+    )
+
+
+SmtpAuthPatch = Annotated[SmtpAuthNone | SmtpAuthPatchWithPassword, Field(discriminator="type")]
+
+
 class _CredentialPatch(BaseModel):
     """Any field of the type may be given; what is left out stays. A secret given replaces the
     stored one."""
@@ -179,7 +194,7 @@ class SmtpCredentialPatch(_CredentialPatch):
     host: Annotated[Host | None, NotNull] = None
     port: Annotated[Port | None, NotNull] = None
     encryption: Annotated[Encryption | None, NotNull] = None
-    auth: Annotated[SmtpAuth | None, NotNull] = None
+    auth: Annotated[SmtpAuthPatch | None, NotNull] = None
 
 
 class SendGridCredentialPatch(_CredentialPatch):

@@ -23,6 +23,7 @@ from postroom.credentials.schemas import (
     SendGridCredentialCreate,
     SesCredentialCreate,
     SimulatorCredentialCreate,
+    SmtpAuthPatchWithPassword,
     SmtpAuthWithPassword,
     SmtpCredentialCreate,
 )
@@ -170,23 +171,30 @@ def _patched(
     settings = dict(credential.settings)
     secrets: dict[str, str] | None = None
     places = _PLACES[credential.type]
+    stored: dict[str, str] | None = None
+
+    def stored_secrets() -> dict[str, str]:
+        nonlocal stored
+        if stored is None:
+            stored = json.loads(box.decrypt(credential.secret)) if credential.secret else {}
+        return dict(stored)
+
     for name, value in given.items():
-        if name == "auth" and credential.type == "smtp":
-            secrets = {}
+        if name == "auth" and isinstance(value, SmtpAuthPatchWithPassword):
+            password = value.password or stored_secrets().get("password")
+            if password is None:
+                raise invalid_field("auth.password", "give the password: none is stored")
+            settings["auth"] = {"type": value.type, "username": value.username}
+            secrets = {"password": password}
+        elif name == "auth":
             settings["auth"] = {"type": value.type}
-            if isinstance(value, SmtpAuthWithPassword):
-                settings["auth"]["username"] = value.username
-                secrets["password"] = value.password
-            continue
-        if name not in places:
-            continue
-        where, key = places[name]
-        if where == "settings":
-            settings[key] = value or None if key == "configuration_set" else value
-        else:
-            if secrets is None:
-                secrets = json.loads(box.decrypt(credential.secret)) if credential.secret else {}
-            secrets[key] = value
+            secrets = {}
+        elif name in places:
+            where, key = places[name]
+            if where == "settings":
+                settings[key] = value or None if key == "configuration_set" else value
+            else:
+                secrets = {**(stored_secrets() if secrets is None else secrets), key: value}
     return settings, secrets
 
 
