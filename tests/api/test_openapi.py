@@ -20,6 +20,12 @@ OPERATIONS = {
     ("/api-keys/{id}", "delete"): "DeleteApiKey",
     ("/organizations", "get"): "GetOrganizationCollection",
     ("/organizations/{id}", "get"): "GetOrganization",
+    ("/attachments", "get"): "GetAttachmentCollection",
+    ("/attachments", "post"): "PostAttachment",
+    ("/attachments/{id}", "get"): "GetAttachment",
+    ("/attachments/{id}", "put"): "PutAttachment",
+    ("/attachments/{id}", "delete"): "DeleteAttachment",
+    ("/service-credentials/{type}/{id}", "patch"): "PatchServiceCredential",
 }
 
 
@@ -115,6 +121,10 @@ class TestOpenApi:
             ("/email-messages/{id}", "delete", "409"),
             ("/email-messages", "post", "400"),
             ("/email-messages", "post", "422"),
+            ("/attachments", "post", "422"),
+            ("/attachments/{id}", "put", "404"),
+            ("/attachments/{id}", "put", "422"),
+            ("/service-credentials/{type}/{id}", "patch", "422"),
         ],
     )
     def test_documented_error_statuses(
@@ -154,3 +164,16 @@ class TestOpenApi:
         # Not a dependency of postroom: checked where it happens to be installed.
         validator = pytest.importorskip("openapi_spec_validator")
         validator.validate(spec)
+
+
+class TestCredentialPatchDocument:
+    def test_patch_documents_every_field_of_each_type(self, spec: dict[str, Any]) -> None:
+        body = operation(spec, "/service-credentials/{type}/{id}", "patch")["requestBody"]
+        union = body["content"]["application/json"]["schema"]
+        schemas = [resolve(spec, option) for option in union["oneOf"]]
+        properties = {s["properties"]["type"]["const"]: set(s["properties"]) for s in schemas}
+        assert {"host", "port", "encryption", "auth", "status"} <= properties["smtp"]
+        assert {"key", "secret", "region", "configurationSetName"} <= properties["aws-ses"]
+        assert (
+            "409" not in operation(spec, "/service-credentials/{type}/{id}", "patch")["responses"]
+        )

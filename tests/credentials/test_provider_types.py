@@ -229,7 +229,7 @@ class TestStatus:
         assert (await client.patch(url, json={"status": "inactive"})).json()["status"] == "inactive"
         deactivated = await client.patch(url, json={"status": "deactivated", "type": type_})
         assert deactivated.json()["deactivationTime"] is not None
-        assert (await client.patch(url, json={"status": "active"})).status_code == 409
+        assert (await client.patch(url, json={"status": "active"})).status_code == 422
 
     async def test_a_patch_with_nothing_to_change_is_422(self, client: httpx.AsyncClient) -> None:
         created = await create(client, "simulator", {})

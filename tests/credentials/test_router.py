@@ -158,7 +158,7 @@ class TestStatus:
         assert deactivated.status_code == 200
         assert deactivated.json()["deactivationTime"] is not None
         again = await client.patch(url, json={"status": "active"})
-        assert again.status_code == 409
+        assert again.status_code == 422
         assert again.headers["content-type"] == "application/problem+json"
 
     async def test_patch_with_another_type_is_422(self, client: httpx.AsyncClient) -> None:

@@ -8,6 +8,7 @@ from postroom.api.problems import problem_responses
 from postroom.auth.router import api_keys, organizations
 from postroom.credentials.router import router as credentials
 from postroom.delivery.router import router as delivery
+from postroom.files.router import attachments_router as attachments
 from postroom.files.router import router as files
 from postroom.messages.router import router as messages
 from postroom.senders.router import router as senders
@@ -20,6 +21,7 @@ resources.include_router(messages)
 resources.include_router(delivery)
 resources.include_router(credentials)
 resources.include_router(files)
+resources.include_router(attachments)
 resources.include_router(senders)
 resources.include_router(api_keys)
 resources.include_router(organizations)

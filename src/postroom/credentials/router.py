@@ -13,7 +13,7 @@ from postroom.api.problems import problem_responses
 from postroom.api.wire import resource_url
 from postroom.core.listing import ListQuery
 from postroom.credentials import service
-from postroom.credentials.models import CredentialStatus, ServiceCredential
+from postroom.credentials.models import ServiceCredential
 from postroom.credentials.schemas import (
     LIST_FIELDS,
     CredentialCreate,
@@ -145,9 +145,10 @@ async def get_service_credential(
     "/{type}/{id}",
     operation_id="PatchServiceCredential",
     summary="Update a service credential",
-    description="Changes the status (`deactivated` is final) and, postroom's extension, "
-    "`maxSendRate`.",
-    responses=problem_responses(400, 401, 404, 409, 422),
+    description="Changes any field of the credential's type (a secret given replaces the "
+    "stored one; a field left out stays), the status (`deactivated` is final: any change of a "
+    "deactivated credential is a 422) and, postroom's extension, `maxSendRate`.",
+    responses=problem_responses(400, 401, 404, 422),
 )
 async def update_service_credential(
     type: str,
@@ -157,19 +158,19 @@ async def update_service_credential(
     session: SessionDep,
     organization_id: OrganizationDep,
     clock: ClockDep,
+    box: SecretBoxDep,
     settings: SettingsDep,
 ) -> CredentialRead:
-    if body.type is not None and body.type != type:
+    if body.type != type:
         raise invalid_field("type", f"must match the path: {type}")
     credential = await service.update_credential(
         session,
         organization_id,
         type,
         id,
+        body,
+        box,
         clock.now(),
-        status=CredentialStatus(body.status) if body.status is not None else None,
-        set_rate="max_send_rate" in body.model_fields_set,
-        max_send_rate=body.max_send_rate,
         policy=settings.destination_policy(),
     )
     return _read(request, credential)

@@ -4,7 +4,15 @@ MailgunCredential.yaml, PostmarkCredential.yaml, SESCredential.yaml, and postroo
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import core_schema
 
 from postroom.api.wire import SecretLine, SelfLink, WireTime
 from postroom.core.listing import ListField
@@ -114,19 +122,123 @@ CredentialCreate = Annotated[
 ]
 
 
-class CredentialPatch(BaseModel):
+class _NotNull:
+    """A PATCH field that may be left out (it is kept) but not set to null: the credential
+    needs it. Validated, named in errors and documented as its type without the None."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        schema = handler(source)
+        if schema["type"] == "nullable":
+            inner: core_schema.CoreSchema = schema["schema"]
+            return inner
+        if schema["type"] == "union":
+            choices = [c[0] if isinstance(c, tuple) else c for c in schema["choices"]]
+            kept: list[core_schema.CoreSchema] = [c for c in choices if c["type"] != "none"]
+            if len(kept) == 1:
+                return kept[0]
+        return schema
+
+
+NotNull = _NotNull()
+Host = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9.\-:\[\]]+$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Encryption = Literal["none", "tls", "ssl"]
+MailgunDomain = Annotated[str, Field(max_length=253, pattern=_HOSTNAME)]
+MailgunRegion = Literal["us", "eu"]
+AwsKey = Annotated[str, Field(min_length=16, max_length=128, pattern=r"^[A-Z0-9]+$")]
+AwsRegion = Annotated[str, Field(max_length=32, pattern=_AWS_REGION)]
+
+
+class SmtpAuthPatchWithPassword(BaseModel):
+    """As on create, but the password may be left out to keep the stored one (a credential read
+    back and sent again has none)."""
+
     model_config = _strict
-    status: Literal["active", "inactive", "deactivated"] | None = None
-    type: str | None = None
+    type: Literal["plain", "login", "cram-md5"]
+    username: SecretLine = Field(min_length=1, max_length=255)
+    password: SecretLine | None = Field(
+        None, min_length=1, max_length=1024, json_schema_extra={"format": "password"}
+    )
+
+
+SmtpAuthPatch = Annotated[SmtpAuthNone | SmtpAuthPatchWithPassword, Field(discriminator="type")]
+
+
+class _CredentialPatch(BaseModel):
+    """Any field of the type may be given; what is left out stays. A secret given replaces the
+    stored one."""
+
+    model_config = _strict
+    status: Annotated[
+        Literal["active", "inactive", "deactivated"] | SkipJsonSchema[None], NotNull
+    ] = None
     max_send_rate: float | None = Field(
         None, alias="maxSendRate", gt=0, le=100_000, description=MAX_SEND_RATE_DOC
     )
 
     @model_validator(mode="after")
-    def _something_to_change(self) -> "CredentialPatch":
-        if self.status is None and "max_send_rate" not in self.model_fields_set:
-            raise ValueError("give a status (or maxSendRate) to change")
+    def _something_to_change(self) -> "_CredentialPatch":
+        if not self.model_fields_set - {"type"}:
+            raise ValueError("give at least one field to change")
         return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given, by attribute name, without `type`."""
+        return {name: getattr(self, name) for name in self.model_fields_set - {"type"}}
+
+
+class SmtpCredentialPatch(_CredentialPatch):
+    type: Literal["smtp"]
+    host: Annotated[Host | None, NotNull] = None
+    port: Annotated[Port | None, NotNull] = None
+    encryption: Annotated[Encryption | None, NotNull] = None
+    auth: Annotated[SmtpAuthPatch | None, NotNull] = None
+
+
+class SendGridCredentialPatch(_CredentialPatch):
+    type: Literal["sendgrid"]
+    api_key: Annotated[Secret | None, NotNull] = Field(None, alias="apiKey")
+
+
+class MailgunCredentialPatch(_CredentialPatch):
+    type: Literal["mailgun"]
+    email_from: Annotated[EmailAddress | None, NotNull] = Field(None, alias="emailFrom")
+    api_key: Annotated[Secret | None, NotNull] = Field(None, alias="apiKey")
+    domain: Annotated[MailgunDomain | None, NotNull] = None
+    region: Annotated[MailgunRegion | None, NotNull] = None
+
+
+class PostmarkCredentialPatch(_CredentialPatch):
+    type: Literal["postmark"]
+    server_api_token: Annotated[Secret | None, NotNull] = Field(None, alias="serverApiToken")
+
+
+class SesCredentialPatch(_CredentialPatch):
+    type: Literal["aws-ses"]
+    key: Annotated[AwsKey | None, NotNull] = None
+    secret: Annotated[Secret | None, NotNull] = None
+    region: Annotated[AwsRegion | None, NotNull] = None
+    # null (or "") takes the configuration set away.
+    configuration_set_name: str | None = Field(
+        None, alias="configurationSetName", max_length=64, pattern=r"^[A-Za-z0-9_\-]*$"
+    )
+
+
+class SimulatorCredentialPatch(_CredentialPatch):
+    type: Literal["simulator"]
+
+
+CredentialPatch = Annotated[
+    SmtpCredentialPatch
+    | SendGridCredentialPatch
+    | MailgunCredentialPatch
+    | PostmarkCredentialPatch
+    | SesCredentialPatch
+    | SimulatorCredentialPatch,
+    Field(discriminator="type"),
+]
 
 
 class SmtpAuthUserRead(BaseModel):
@@ -177,7 +289,10 @@ class SesCredentialRead(_CredentialRead):
     type: Literal["aws-ses"] = "aws-ses"
     key: str
     region: str
-    configuration_set_name: str | None = Field(alias="configurationSetName")
+    # Left out when unset: Rebilly's schema types it as a plain string.
+    configuration_set_name: SkipJsonSchema[None] | str = Field(
+        None, alias="configurationSetName", exclude_if=lambda value: value is None
+    )
 
 
 class SimulatorCredentialRead(_CredentialRead):

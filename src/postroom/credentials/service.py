@@ -1,10 +1,12 @@
 """Rules for service credentials: secrets encrypted on the way in and never shown again."""
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.crypto import SecretBox
@@ -15,15 +17,17 @@ from postroom.credentials import repository
 from postroom.credentials.models import CredentialStatus, ServiceCredential
 from postroom.credentials.schemas import (
     CredentialCreate,
+    CredentialPatch,
     MailgunCredentialCreate,
     PostmarkCredentialCreate,
     SendGridCredentialCreate,
     SesCredentialCreate,
     SimulatorCredentialCreate,
+    SmtpAuthPatchWithPassword,
     SmtpAuthWithPassword,
     SmtpCredentialCreate,
 )
-from postroom.errors import Conflict, NotFound, invalid_field
+from postroom.errors import NotFound, invalid_field
 
 ID_PREFIX = "crd_"
 TYPES = ("smtp", "sendgrid", "mailgun", "postmark", "aws-ses", "simulator")
@@ -36,7 +40,10 @@ class DeliveryCredential:
     id: str
     type: str
     status: str
-    version: datetime
+    # Changes whenever anything a transport is built from changes (delivery/worker.py keeps a
+    # transport per credential until then): updated_at alone has whole seconds, and two changes
+    # within one second would keep a transport with the old secret.
+    version: str
     settings: dict[str, Any]
     secrets: dict[str, str] = field(repr=False)
     max_send_rate: float | None = None
@@ -131,36 +138,112 @@ async def list_credentials(
     return await repository.list_page(session, organization_id, type_, query)
 
 
+# Where each PATCH field of a type is kept: ("settings" | "secrets", key). SMTP's `auth` is split.
+_PLACES: dict[str, dict[str, tuple[str, str]]] = {
+    "smtp": {
+        "host": ("settings", "host"),
+        "port": ("settings", "port"),
+        "encryption": ("settings", "encryption"),
+    },
+    "sendgrid": {"api_key": ("secrets", "api_key")},
+    "mailgun": {
+        "email_from": ("settings", "email_from"),
+        "domain": ("settings", "domain"),
+        "region": ("settings", "region"),
+        "api_key": ("secrets", "api_key"),
+    },
+    "postmark": {"server_api_token": ("secrets", "server_token")},
+    "aws-ses": {
+        "key": ("settings", "access_key"),
+        "region": ("settings", "region"),
+        "configuration_set_name": ("settings", "configuration_set"),
+        "secret": ("secrets", "secret_key"),
+    },
+    "simulator": {},
+}
+
+
+def _patched(
+    credential: ServiceCredential, given: dict[str, Any], box: SecretBox
+) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """The credential's settings with the given fields applied, and its secrets when one of
+    them changed (None: the stored secrets stay as they are)."""
+    settings = dict(credential.settings)
+    secrets: dict[str, str] | None = None
+    places = _PLACES[credential.type]
+    stored: dict[str, str] | None = None
+
+    def stored_secrets() -> dict[str, str]:
+        nonlocal stored
+        if stored is None:
+            stored = json.loads(box.decrypt(credential.secret)) if credential.secret else {}
+        return dict(stored)
+
+    for name, value in given.items():
+        if name == "auth" and isinstance(value, SmtpAuthPatchWithPassword):
+            password = value.password or stored_secrets().get("password")
+            if password is None:
+                raise invalid_field("auth.password", "give the password: none is stored")
+            settings["auth"] = {"type": value.type, "username": value.username}
+            secrets = {"password": password}
+        elif name == "auth":
+            settings["auth"] = {"type": value.type}
+            secrets = {}
+        elif name in places:
+            where, key = places[name]
+            if where == "settings":
+                settings[key] = value or None if key == "configuration_set" else value
+            else:
+                secrets = {**(stored_secrets() if secrets is None else secrets), key: value}
+    return settings, secrets
+
+
 async def update_credential(
     session: AsyncSession,
     organization_id: str,
     type_: str,
     credential_id: str,
+    patch: CredentialPatch,
+    box: SecretBox,
     now: datetime,
     *,
-    status: CredentialStatus | None = None,
-    set_rate: bool = False,
-    max_send_rate: float | None = None,
     policy: DestinationPolicy | None = None,
 ) -> ServiceCredential:
-    """Changes the status and/or (with `set_rate`) the send rate; deactivated is final. An SMTP
-    credential left in use is checked against the destination `policy` again (it may have been
-    stored before the policy refused its host); switching one off is always allowed."""
+    """Changes any field given; a secret given replaces the stored one. Deactivated is final.
+    An SMTP credential left in use is checked against the destination `policy` again (its host
+    may be new, or stored before the policy refused it); switching one off is always allowed."""
     credential = await get_credential(session, organization_id, type_, credential_id)
+    given = patch.changes()
+    status = CredentialStatus(given.pop("status")) if "status" in given else None
+    if credential.status == CredentialStatus.DEACTIVATED:
+        raise invalid_field(
+            "status" if status is not None else _wire_name(patch, next(iter(given))),
+            "the credential is deactivated, which is final: it cannot be changed or reactivated",
+        )
+    changes: dict[str, Any] = {}
+    if "max_send_rate" in given:
+        changes["max_send_rate"] = given.pop("max_send_rate")
+    settings, secrets = _patched(credential, given, box)
     stays_in_use = (status or credential.status) == CredentialStatus.ACTIVE
     if policy is not None and credential.type == "smtp" and stays_in_use:
-        check_destination(credential.settings["host"], policy)
-    changes: dict[str, Any] = {}
+        check_destination(settings["host"], policy)
     if status is not None:
         changes["status"] = status
-    if set_rate:
-        changes["max_send_rate"] = max_send_rate
+    if settings != credential.settings:
+        changes["settings"] = settings
+    if secrets is not None:
+        changes["secret"] = box.encrypt(json.dumps(secrets)) if secrets else None
     updated = await repository.apply_changes(
         session, credential, changes, now.replace(microsecond=0)
     )
     if updated is None:
-        raise Conflict("a deactivated credential cannot be changed")
+        # Deactivated by another request since it was read.
+        raise invalid_field("status", "the credential is deactivated, which is final")
     return updated
+
+
+def _wire_name(patch: BaseModel, name: str) -> str:
+    return type(patch).model_fields[name].alias or name
 
 
 async def check_usable(session: AsyncSession, organization_id: str, credential_id: str) -> None:
@@ -192,6 +275,12 @@ async def types_of(
     }
 
 
+def _version(credential: ServiceCredential) -> str:
+    # The Fernet token of the secrets differs on every encryption, so a rotation always shows.
+    state = json.dumps([credential.settings, credential.secret, credential.status], sort_keys=True)
+    return f"{credential.updated_at.isoformat()} {hashlib.sha256(state.encode()).hexdigest()}"
+
+
 async def load_for_delivery(
     session: AsyncSession, credential_ids: set[str], box: SecretBox
 ) -> dict[str, DeliveryCredential]:
@@ -200,7 +289,7 @@ async def load_for_delivery(
             id=c.id,
             type=c.type,
             status=c.status,
-            version=c.updated_at,
+            version=_version(c),
             settings=c.settings,
             secrets=json.loads(box.decrypt(c.secret)) if c.secret else {},
             max_send_rate=c.max_send_rate,

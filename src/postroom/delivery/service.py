@@ -85,8 +85,9 @@ def _attachments(
     """The message's attachments as files to send, or why they cannot be sent."""
     attached: list[AttachmentFile] = []
     for reference in message.attachments:
-        kind, file_id = reference.get("resourceType"), reference.get("resourceId", "")
-        if kind != files.RESOURCE_TYPE:
+        file_id = files.attached_file_id(reference)
+        if file_id is None:
+            kind = reference.get("resourceType")
             return f"attachment type '{kind}' is not supported; nothing was sent"
         file = found.get(file_id)
         if file is None:
@@ -187,7 +188,9 @@ async def claim(
     claims = [(found_messages[c.message_id], c) for c in claimed if c not in stale]
     wanted = {c for c in (_credential_id(m) for m, _ in claims) if c}
     found = await credentials.load_for_delivery(session, wanted, box)
-    file_ids = {a.get("resourceId", "") for m, _ in claims for a in m.attachments}
+    file_ids = {
+        f for m, _ in claims for a in m.attachments if (f := files.attached_file_id(a)) is not None
+    }
     attached_files = await files.load_for_delivery(session, file_ids, blobs)
 
     ready: list[tuple[EmailMessage, repository.Claimed, DeliveryCredential | None]] = []

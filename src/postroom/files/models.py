@@ -1,5 +1,6 @@
 """The files table (what an organization uploaded) and file_blobs (the stored contents, one row
-per distinct content, shared by every file that has it)."""
+per distinct content, shared by every file that has it), and attachments (links from a file to
+another object)."""
 
 from datetime import datetime
 
@@ -48,4 +49,27 @@ class StoredFile(Base):
             postgresql_using="gin",
             postgresql_ops={"search_text": "gin_trgm_ops"},
         ).ddl_if(dialect="postgresql"),
+    )
+
+
+class FileAttachment(Base):
+    """A file linked to another object (Rebilly's /attachments): the link, not the content."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    # A link goes with its file: a deleted file leaves nothing to link to.
+    file_id: Mapped[str] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    related_type: Mapped[str] = mapped_column(String(40))
+    related_id: Mapped[str] = mapped_column(String(50))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_attachments_org_created", "organization_id", "created_at", "id"),
+        Index("ix_attachments_file", "file_id"),
+        Index("ix_attachments_org_related", "organization_id", "related_type", "related_id"),
     )

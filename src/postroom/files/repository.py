@@ -1,4 +1,5 @@
-"""SQL for files, scoped to an organization in every statement, and for the blobs they share.
+"""SQL for files and their attachments (links), scoped to an organization in every statement,
+and for the blobs files share.
 
 Row locks order a delete against an upload or an attachment on PostgreSQL (SQLite runs one
 writer at a time, and `FOR UPDATE`/`FOR SHARE` render as nothing there): whoever takes a row
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.listing import ListQuery, SortKey
 from postroom.db.listing import counted, fetch_page, filtered, paged
-from postroom.files.models import FileBlob, StoredFile
+from postroom.files.models import FileAttachment, FileBlob, StoredFile
 
 _table = StoredFile.__table__
 _columns: dict[str, ColumnElement[Any]] = dict(_table.c.items())
@@ -118,3 +119,67 @@ async def lock_blob_if_unused(session: AsyncSession, blob_id: str) -> FileBlob |
 
 async def delete_blob(session: AsyncSession, blob: FileBlob) -> None:
     await session.execute(delete(FileBlob).where(FileBlob.id == blob.id))
+
+
+_attachments = FileAttachment.__table__
+_attachment_columns: dict[str, ColumnElement[Any]] = dict(_attachments.c.items())
+
+
+async def list_attachments(
+    session: AsyncSession, organization_id: str, query: ListQuery
+) -> tuple[list[FileAttachment], int]:
+    base = filtered(
+        select(FileAttachment).where(FileAttachment.organization_id == organization_id),
+        query,
+        _attachment_columns,
+        search=func.lower(_attachments.c.name),
+    )
+    return await fetch_page(
+        session,
+        base,
+        query,
+        _attachment_columns,
+        default_sort=NEWEST_FIRST,
+        tiebreak=_attachments.c.id,
+    )
+
+
+async def get_attachment(
+    session: AsyncSession, organization_id: str, attachment_id: str
+) -> FileAttachment | None:
+    return await session.scalar(
+        select(FileAttachment).where(
+            FileAttachment.id == attachment_id, FileAttachment.organization_id == organization_id
+        )
+    )
+
+
+async def attachment_files(
+    session: AsyncSession, organization_id: str, attachment_ids: Collection[str]
+) -> dict[str, str]:
+    """The file id of each of the organization's attachments among `attachment_ids`."""
+    if not attachment_ids:
+        return {}
+    rows = await session.execute(
+        select(FileAttachment.id, FileAttachment.file_id).where(
+            FileAttachment.id.in_(attachment_ids),
+            FileAttachment.organization_id == organization_id,
+        )
+    )
+    return {attachment_id: file_id for attachment_id, file_id in rows}
+
+
+async def delete_attachment(session: AsyncSession, attachment: FileAttachment) -> None:
+    await session.execute(delete(FileAttachment).where(FileAttachment.id == attachment.id))
+
+
+async def delete_attachments_of(
+    session: AsyncSession, organization_id: str, related_type: str, related_id: str
+) -> None:
+    await session.execute(
+        delete(FileAttachment).where(
+            FileAttachment.organization_id == organization_id,
+            FileAttachment.related_type == related_type,
+            FileAttachment.related_id == related_id,
+        )
+    )

@@ -1,4 +1,5 @@
-"""HTTP for /files: upload in three body styles, list, get, download, change, delete."""
+"""HTTP for /files: upload in three body styles, list, get, download, change, delete; and for
+/attachments, the links from a file to another object."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -17,15 +18,25 @@ from postroom.api.problems import problem_responses
 from postroom.api.wire import resource_url
 from postroom.core.listing import ListQuery
 from postroom.errors import PostroomError
-from postroom.files import service
+from postroom.files import attachments, service
 from postroom.files.blobstore import BlobStore
-from postroom.files.models import StoredFile
-from postroom.files.schemas import LIST_FIELDS, FileCreateFromInline, FilePatch, FileRead
+from postroom.files.models import FileAttachment, StoredFile
+from postroom.files.schemas import (
+    ATTACHMENT_LIST_FIELDS,
+    LIST_FIELDS,
+    AttachmentRead,
+    AttachmentWrite,
+    FileCreateFromInline,
+    FilePatch,
+    FileRead,
+)
 from postroom.files.upload import Upload, read_upload
 from postroom.messages import service as messages
 
 router = APIRouter(prefix="/files", tags=["Files"])
 ListQueryDep = Annotated[ListQuery, Depends(collection_query(LIST_FIELDS))]
+attachments_router = APIRouter(prefix="/attachments", tags=["Files"])
+AttachmentQueryDep = Annotated[ListQuery, Depends(collection_query(ATTACHMENT_LIST_FIELDS))]
 DRAIN_SECONDS = 10
 
 
@@ -86,6 +97,13 @@ def _read(request: Request, file: StoredFile) -> FileRead:
     return FileRead.of(file, resource_url(request, "files", file.id))
 
 
+LOCATION_HEADER = {
+    "Location": {
+        "description": "URL of the new resource",
+        "schema": {"type": "string", "format": "uri"},
+    }
+}
+
 _UPLOAD_BODY = {
     "required": True,
     "description": "The file: as multipart/form-data (a `file` part, and the other properties "
@@ -135,14 +153,7 @@ async def list_files(
     summary="Upload a file",
     openapi_extra={"requestBody": _UPLOAD_BODY},
     responses={
-        201: {
-            "headers": {
-                "Location": {
-                    "description": "URL of the new file",
-                    "schema": {"type": "string", "format": "uri"},
-                }
-            }
-        },
+        201: {"headers": LOCATION_HEADER},
         **problem_responses(400, 401, 413, 422),
     },
 )
@@ -255,4 +266,109 @@ async def delete_file(
 ) -> Response:
     in_use = partial(messages.attaches_queued_file, session, organization_id, id)
     await service.delete_file(session, organization_id, id, store, in_use=in_use)
+    return Response(status_code=204)
+
+
+def _attachment(request: Request, attachment: FileAttachment) -> AttachmentRead:
+    return AttachmentRead.of(
+        attachment,
+        resource_url(request, "attachments", attachment.id),
+        resource_url(request, "files", attachment.file_id),
+    )
+
+
+@attachments_router.get(
+    "",
+    operation_id="GetAttachmentCollection",
+    summary="Retrieve attachments",
+    responses={200: {"headers": PAGINATION_HEADERS}, **problem_responses(401, 422)},
+)
+async def list_attachments(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    organization_id: OrganizationDep,
+    query: AttachmentQueryDep,
+) -> list[AttachmentRead]:
+    found, total = await attachments.list_attachments(session, organization_id, query)
+    set_pagination_headers(response, query, total)
+    return [_attachment(request, a) for a in found]
+
+
+async def _create_attachment(
+    body: AttachmentWrite,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    organization_id: OrganizationDep,
+    clock: ClockDep,
+) -> AttachmentRead:
+    attachment = await attachments.create_attachment(session, organization_id, body, clock.now())
+    read = _attachment(request, attachment)
+    response.headers["Location"] = read.links[0].href
+    return read
+
+
+attachments_router.post(
+    "",
+    status_code=201,
+    operation_id="PostAttachment",
+    summary="Link a file to an object",
+    description="The file must be the organization's; `relatedType` is `email-message` or "
+    "`organization`. An email message may attach the link as "
+    '`{"resourceType": "attachment", "resourceId": "att_…"}`.',
+    responses={201: {"headers": LOCATION_HEADER}, **problem_responses(400, 401, 422)},
+)(_create_attachment)
+# Rebilly's SDK posts a new attachment to `attachments/` (its path with an empty id).
+attachments_router.post("/", status_code=201, include_in_schema=False)(_create_attachment)
+
+
+@attachments_router.get(
+    "/{id}",
+    operation_id="GetAttachment",
+    summary="Retrieve an attachment",
+    responses=problem_responses(401, 404),
+)
+async def get_attachment(
+    id: str, request: Request, session: SessionDep, organization_id: OrganizationDep
+) -> AttachmentRead:
+    return _attachment(request, await attachments.get_attachment(session, organization_id, id))
+
+
+@attachments_router.put(
+    "/{id}",
+    operation_id="PutAttachment",
+    summary="Update an attachment",
+    description="Replaces the link's fields. An existing id only (404 otherwise): postroom "
+    "chooses the ids of new attachments. A message already in `outbox` keeps the file the "
+    "link named when it was queued.",
+    responses=problem_responses(400, 401, 404, 422),
+)
+async def put_attachment(
+    id: str,
+    body: AttachmentWrite,
+    request: Request,
+    session: SessionDep,
+    organization_id: OrganizationDep,
+    clock: ClockDep,
+) -> AttachmentRead:
+    attachment = await attachments.replace_attachment(
+        session, organization_id, id, body, clock.now()
+    )
+    return _attachment(request, attachment)
+
+
+@attachments_router.delete(
+    "/{id}",
+    status_code=204,
+    operation_id="DeleteAttachment",
+    summary="Delete an attachment",
+    description="Removes the link; the file stays. A message already in `outbox` that "
+    "attaches the link still sends its file (the file itself cannot be deleted until then).",
+    responses=problem_responses(401, 404),
+)
+async def delete_attachment(
+    id: str, session: SessionDep, organization_id: OrganizationDep
+) -> Response:
+    await attachments.delete_attachment(session, organization_id, id)
     return Response(status_code=204)

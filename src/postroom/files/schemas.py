@@ -1,12 +1,13 @@
-"""The wire shape of /files (schemas/File.yaml and requestBodies/FileCreateFromInline.yaml)."""
+"""The wire shape of /files (schemas/File.yaml and requestBodies/FileCreateFromInline.yaml) and of
+/attachments (schemas/Attachment.yaml)."""
 
 from typing import Annotated, Any, Literal, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from postroom.api.wire import SecretLine, WireTime
+from postroom.api.wire import SecretLine, WireStr, WireTime
 from postroom.core.listing import FieldKind, ListField
-from postroom.files.models import StoredFile
+from postroom.files.models import FileAttachment, StoredFile
 
 SourceType = Literal["upload", "camera", "organization-export", "organization-closure-export"]
 
@@ -103,6 +104,77 @@ LIST_FIELDS: dict[str, ListField] = {
     "mime": ListField("mime"),
     "size": ListField("size", FieldKind.INTEGER),
     "sha1": ListField("sha1"),
+    "createdTime": ListField("created_at", _TIME),
+    "updatedTime": ListField("updated_at", _TIME),
+}
+
+
+RELATED_TYPES = ("email-message", "organization")
+
+
+class AttachmentWrite(BaseModel):
+    """POST and PUT of an attachment. Read-only fields a client sends (id, times, _links) are
+    ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
+
+    file_id: WireStr = Field(alias="fileId", min_length=1, max_length=50)
+    related_type: WireStr = Field(
+        alias="relatedType",
+        min_length=1,
+        max_length=40,
+        description="postroom links files to `email-message` (relatedId: a message of the "
+        "organization) and `organization` (relatedId: the organization's own id); Rebilly's "
+        "other types name objects postroom does not have, and are refused.",
+        json_schema_extra={"enum": list(RELATED_TYPES)},
+    )
+    related_id: WireStr = Field(alias="relatedId", min_length=1, max_length=50)
+    name: FileName | None = Field(None, description="The file's name when not given.")
+    description: Description | None = None
+
+
+class AttachmentLink(BaseModel):
+    rel: Literal["self", "file"]
+    href: str
+
+
+class AttachmentRead(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    file_id: str = Field(alias="fileId")
+    related_type: str = Field(alias="relatedType")
+    related_id: str = Field(alias="relatedId")
+    name: str
+    description: str
+    created_time: WireTime = Field(alias="createdTime")
+    updated_time: WireTime = Field(alias="updatedTime")
+    links: list[AttachmentLink] = Field(alias="_links")
+
+    @classmethod
+    def of(cls, attachment: FileAttachment, href: str, file_href: str) -> "AttachmentRead":
+        return cls(
+            id=attachment.id,
+            file_id=attachment.file_id,
+            related_type=attachment.related_type,
+            related_id=attachment.related_id,
+            name=attachment.name,
+            description=attachment.description,
+            created_time=attachment.created_at,
+            updated_time=attachment.updated_at,
+            links=[
+                AttachmentLink(rel="self", href=href),
+                AttachmentLink(rel="file", href=file_href),
+            ],
+        )
+
+
+ATTACHMENT_LIST_FIELDS: dict[str, ListField] = {
+    "id": ListField("id"),
+    "name": ListField("name"),
+    "fileId": ListField("file_id"),
+    "relatedType": ListField("related_type"),
+    "relatedId": ListField("related_id"),
     "createdTime": ListField("created_at", _TIME),
     "updatedTime": ListField("updated_at", _TIME),
 }

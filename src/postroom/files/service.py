@@ -2,7 +2,7 @@
 read, list, rename and tag, delete (refused while a queued message attaches it, the content
 removed with its last file), and what messages and delivery need of files."""
 
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -24,6 +24,9 @@ from postroom.settings import Settings
 
 ID_PREFIX = "file_"
 RESOURCE_TYPE = "file"
+ATTACHMENT_RESOURCE_TYPE = "attachment"
+# Stored beside an `attachment` reference in a message (never shown): the file it resolved to.
+RESOLVED_FILE_KEY = "fileId"
 
 InUse = Callable[[], Awaitable[bool]]
 
@@ -164,40 +167,73 @@ async def check_attachments(
     max_bytes: int,
 ) -> list[str]:
     """For a message's attachments, (resourceType, resourceId) each: every one must be a file of
-    this organization, and together at most `max_bytes`. Returns the distinct file ids; the
-    files cannot be deleted until this transaction ends."""
+    this organization, or an attachment (a link, files/attachments.py) of it, and together at
+    most `max_bytes`. Returns the file id of each, in order; the files cannot be deleted until
+    this transaction ends."""
     problems: list[FieldProblem] = []
-    wanted: dict[str, list[int]] = {}
+    links = await repository.attachment_files(
+        session, organization_id, {i for t, i in attachments if t == ATTACHMENT_RESOURCE_TYPE}
+    )
+    file_of: list[str | None] = []
     for index, (resource_type, resource_id) in enumerate(attachments):
-        if resource_type != RESOURCE_TYPE:
+        if resource_type == RESOURCE_TYPE:
+            file_of.append(resource_id)
+        elif resource_type == ATTACHMENT_RESOURCE_TYPE:
+            file_of.append(links.get(resource_id))
+            if resource_id not in links:
+                problems.append(
+                    FieldProblem(
+                        f"attachments.{index}.resourceId",
+                        f"no attachment {resource_id} in this organization",
+                    )
+                )
+        else:
+            file_of.append(None)
             problems.append(
                 FieldProblem(
                     f"attachments.{index}.resourceType",
-                    f"'{resource_type}' is not supported; the one supported type is 'file'",
+                    f"'{resource_type}' is not supported; the supported types are 'file' "
+                    "and 'attachment'",
                 )
             )
-        else:
-            wanted.setdefault(resource_id, []).append(index)
+    wanted = {f for f in file_of if f is not None}
     found = {
         f.id: f for f in await repository.get_many(session, organization_id, wanted, share=True)
     }
-    for file_id, indexes in wanted.items():
-        if file_id not in found:
-            problems.extend(
-                FieldProblem(
-                    f"attachments.{i}.resourceId", f"no file {file_id} in this organization"
-                )
-                for i in indexes
-            )
+    # A link's file can be gone only if it was deleted since the link was read (a deleted
+    # file takes its links with it).
+    problems.extend(
+        FieldProblem(f"attachments.{index}.resourceId", f"no file {file_id} in this organization")
+        for index, file_id in enumerate(file_of)
+        if file_id is not None and file_id not in found
+    )
     if problems:
         raise InvalidFields(*problems)
-    total = sum(found[file_id].size * len(indexes) for file_id, indexes in wanted.items())
+    file_ids = [f for f in file_of if f is not None]
+    total = sum(found[file_id].size for file_id in file_ids)
     if total > max_bytes:
         raise invalid_field(
             "attachments",
             f"the attached files add up to {total} bytes; a message may attach {max_bytes}",
         )
-    return list(found)
+    return file_ids
+
+
+def attached_file_id(reference: Mapping[str, str]) -> str | None:
+    """The file a message's stored attachment names: its own id for a file, the file its link
+    named when the message was stored or queued for an attachment; None for any other type."""
+    if reference.get("resourceType") == RESOURCE_TYPE:
+        return reference.get("resourceId")
+    if reference.get("resourceType") == ATTACHMENT_RESOURCE_TYPE:
+        return reference.get(RESOLVED_FILE_KEY)
+    return None
+
+
+async def unlink_related(
+    session: AsyncSession, organization_id: str, related_type: str, related_id: str
+) -> None:
+    """Removes the attachments (links) to an object that is being deleted; the files stay."""
+    await repository.delete_attachments_of(session, organization_id, related_type, related_id)
 
 
 async def load_for_delivery(

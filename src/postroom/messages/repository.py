@@ -139,6 +139,13 @@ async def link_files(session: AsyncSession, message_id: str, file_ids: Collectio
         )
 
 
+async def replace_file_links(
+    session: AsyncSession, message_id: str, file_ids: Collection[str]
+) -> None:
+    await session.execute(delete(MessageFile).where(MessageFile.message_id == message_id))
+    await link_files(session, message_id, file_ids)
+
+
 async def queued_with_file(session: AsyncSession, organization_id: str, file_id: str) -> bool:
     """Whether a message in `outbox` attaches the file."""
     return bool(

@@ -54,7 +54,14 @@ MetadataValue = Annotated[WireStr, StringConstraints(max_length=MAX_METADATA_VAL
 class Attachment(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 
-    resource_type: WireStr = Field(alias="resourceType", min_length=1, max_length=50)
+    resource_type: WireStr = Field(
+        alias="resourceType",
+        min_length=1,
+        max_length=50,
+        description="`file` (resourceId: a file's id) or `attachment` (resourceId: an "
+        "attachment's id, /attachments; its file is the one sent, as the link named it when "
+        "the message entered `outbox`).",
+    )
     resource_id: WireStr = Field(alias="resourceId", min_length=1, max_length=50)
 
 

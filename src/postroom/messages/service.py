@@ -22,13 +22,31 @@ from postroom.messages.schemas import EmailMessageCreate
 from postroom.senders import service as senders
 
 ID_PREFIX = "mail_msg_"
+# A message as the related object of an attachment (files/attachments.py).
+MESSAGE_RELATED_TYPE = "email-message"
 
 
-async def _check_attachments(
+async def _resolve_attachments(
     session: AsyncSession, organization_id: str, attachments: list[dict[str, str]], max_bytes: int
-) -> list[str]:
+) -> list[dict[str, str]]:
+    """The attachments as they are stored: each `attachment` (a link) with the file it names
+    now beside it, which is the file sent even if the link changes or goes later."""
     refs = [(a["resourceType"], a["resourceId"]) for a in attachments]
-    return await files.check_attachments(session, organization_id, refs, max_bytes=max_bytes)
+    file_ids = await files.check_attachments(session, organization_id, refs, max_bytes=max_bytes)
+    resolved = []
+    for attachment, file_id in zip(attachments, file_ids, strict=True):
+        stored = {
+            "resourceType": attachment["resourceType"],
+            "resourceId": attachment["resourceId"],
+        }
+        if stored["resourceType"] == files.ATTACHMENT_RESOURCE_TYPE:
+            stored[files.RESOLVED_FILE_KEY] = file_id
+        resolved.append(stored)
+    return resolved
+
+
+def _file_ids(attachments: list[dict[str, str]]) -> set[str]:
+    return {f for a in attachments if (f := files.attached_file_id(a)) is not None}
 
 
 async def create_message(
@@ -51,8 +69,12 @@ async def create_message(
         sender = await senders.sender_for(
             session, organization_id, data.from_, allowed_domains=allowed_domains
         )
-    attachments = [a.model_dump(by_alias=True) for a in data.attachments or []]
-    file_ids = await _check_attachments(session, organization_id, attachments, max_attachment_bytes)
+    attachments = await _resolve_attachments(
+        session,
+        organization_id,
+        [a.model_dump(by_alias=True) for a in data.attachments or []],
+        max_attachment_bytes,
+    )
     cc, bcc = data.cc or [], data.bcc or []
     message = EmailMessage(
         id=new_id(ID_PREFIX),
@@ -80,7 +102,7 @@ async def create_message(
     if message.status == MessageStatus.OUTBOX:
         await _enqueue(session, message)
     MESSAGES_CREATED.labels(data.status).inc()
-    await repository.link_files(session, message.id, file_ids)
+    await repository.link_files(session, message.id, _file_ids(attachments))
     # Last: the count row stays locked until commit (PostgreSQL), so it is taken as late as it can.
     await repository.change_counts(session, {(organization_id, data.status): 1})
     return message
@@ -148,13 +170,17 @@ async def send_draft(
     allowed_domains: tuple[str, ...],
 ) -> EmailMessage:
     """draft -> outbox. Anything else is a conflict: a message is sent once. Its attachments
-    are checked again (a file may have been deleted since the draft was written), and a draft
+    are checked and resolved again (a file or a link may have changed since the draft was
+    written), and a draft
     that names no credential takes the default email delivery setting of now, checked and
     pinned."""
     draft = await get_message(session, organization_id, message_id)
     sender = None
+    attachments = None
     if draft.status == MessageStatus.DRAFT:
-        await _check_attachments(session, organization_id, draft.attachments, max_attachment_bytes)
+        attachments = await _resolve_attachments(
+            session, organization_id, draft.attachments, max_attachment_bytes
+        )
         if draft.credential_hash is None:
             sender = await senders.sender_for(
                 session, organization_id, draft.from_address, allowed_domains=allowed_domains
@@ -168,7 +194,10 @@ async def send_draft(
     if message.credential_hash is None:
         message.sender_name = sender.name if sender else None
         message.sender_credential_id = sender.credential_id if sender else None
-        await session.flush()
+    if attachments is not None and attachments != message.attachments:
+        message.attachments = attachments
+        await repository.replace_file_links(session, message.id, _file_ids(attachments))
+    await session.flush()
     await _enqueue(session, message)
     await repository.change_counts(
         session,
@@ -198,6 +227,7 @@ async def delete_message(session: AsyncSession, organization_id: str, message_id
     if status is None:
         await get_message(session, organization_id, message_id)
         raise Conflict("a message in outbox is being delivered and cannot be deleted")
+    await files.unlink_related(session, organization_id, MESSAGE_RELATED_TYPE, message_id)
     await repository.change_counts(session, {(organization_id, status): -1})
 
 
