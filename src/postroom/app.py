@@ -8,12 +8,13 @@ from datetime import timedelta
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from postroom.api.failures import UnhandledErrorMiddleware
 from postroom.api.idempotency import install_replay_handler
-from postroom.api.limits import BodySizeLimitMiddleware
+from postroom.api.limits import BodySizeLimitMiddleware, DiskReserveMiddleware
 from postroom.api.observability import RequestLogMiddleware
 from postroom.api.openapi import document_cross_cutting
 from postroom.api.problems import install_problem_handlers
-from postroom.api.ratelimit import RateLimiter
+from postroom.api.ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from postroom.api.routes import include_routes
 from postroom.api.transactions import TransactionMiddleware
 from postroom.auth import service as auth
@@ -117,6 +118,13 @@ def create_app(
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.limits.max_body_bytes, exempt=_is_upload
     )
+    app.add_middleware(
+        DiskReserveMiddleware,
+        paths=[settings.data_dir, settings.blob_dir],
+        reserve=settings.files.reserve_bytes,
+    )
+    app.add_middleware(UnhandledErrorMiddleware)
+    app.add_middleware(RateLimitHeadersMiddleware)
     if origins := settings.cors_origin_list():
         # Outside the transaction: a preflight is answered here, with no key and no session.
         app.add_middleware(

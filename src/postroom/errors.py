@@ -34,6 +34,11 @@ class BadRequest(PostroomError):
 class Unauthorized(PostroomError):
     status, slug, title = 401, "unauthorized", "Unauthorized"
 
+    def __init__(self, detail: str) -> None:
+        # RFC 9110: a 401 names how to authenticate. The key goes as a bearer token (or in
+        # Rebilly's REB-APIKEY header, which no scheme names).
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="postroom"'})
+
 
 class NotFound(PostroomError):
     status, slug, title = 404, "not-found", "Not found"

@@ -204,6 +204,12 @@ class FileSettings(BaseModel):
     max_message_bytes: int = Field(
         25 * 1024 * 1024, ge=1, description="total size of the files one message attaches"
     )
+    reserve_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="free disk space (where data and file contents are kept) below which "
+        "uploads and other writes answer 507; deletes still work, to free space",
+    )
 
 
 class ProviderSettings(BaseModel):

@@ -1,5 +1,5 @@
 """api/transactions.py with the connection gate (PostgreSQL): a request that finds no connection
-free within the pool's timeout is answered 500, as the pool's own timeout was, and holds nothing."""
+free within the pool's timeout is answered 503 with Retry-After, and holds nothing."""
 
 import json
 from collections.abc import MutableMapping
@@ -16,7 +16,7 @@ from tests.databases import BACKEND
 pytestmark = pytest.mark.skipif(BACKEND != "postgresql", reason="SQLite has no gate")
 
 
-async def test_no_connection_free_in_time_is_a_500_problem(
+async def test_no_connection_free_in_time_is_a_503_problem(
     database_url: str, tmp_path: Path
 ) -> None:
     app = create_app(make_settings(database_url, tmp_path / "data"))
@@ -50,6 +50,10 @@ async def test_no_connection_free_in_time_is_a_500_problem(
         gate.leave()
         await gate.enter()  # the refused request left its place free
     start, body = answers
-    assert start["status"] == 500
-    assert dict(start["headers"])[b"content-type"] == b"application/problem+json"
-    assert json.loads(body["body"])["title"] == "Internal server error"
+    assert start["status"] == 503
+    headers = dict(start["headers"])
+    assert headers[b"content-type"] == b"application/problem+json"
+    assert int(headers[b"retry-after"]) > 0
+    problem = json.loads(body["body"])
+    assert problem["title"] == "Service unavailable"
+    assert problem["type"] == "urn:postroom:problem:overloaded"

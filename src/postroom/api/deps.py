@@ -5,7 +5,7 @@ dependency in a worker thread, a hop to a thread and back for each one on every 
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -62,13 +62,15 @@ CallerDep = Annotated[auth.Caller, Depends(_caller)]
 # (then only to reuse the value), at ~25 µs of CPU each time (bench/RESULTS.md).
 
 
-async def _rate_limited(request: Request, response: Response, caller: CallerDep) -> auth.Caller:
+async def _rate_limited(request: Request, caller: CallerDep) -> auth.Caller:
     """The caller, once its request is counted against its key's limit: 429 past it;
     X-RateLimit-* headers."""
     limiter: RateLimiter = request.app.state.rate_limiter
     usage = await limiter.hit(caller.api_key_id, write=request.method not in {"GET", "HEAD"})
     if usage is not None:
-        response.headers.update(usage.headers())
+        # On every answer to the request, errors and streamed downloads included
+        # (api/ratelimit.RateLimitHeadersMiddleware).
+        request.state.rate_limit_headers = usage.headers()
     return caller
 
 

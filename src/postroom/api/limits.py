@@ -1,9 +1,14 @@
-"""The largest request body, refused with 413 before it is read whole."""
+"""The largest request body, refused with 413 before it is read whole; and writes refused with
+507 while the disk is nearly full."""
 
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from postroom.api.failures import STORAGE_FULL, send_problem
 
 
 class BodySizeLimitMiddleware:
@@ -41,3 +46,37 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+_WRITES = {"POST", "PUT", "PATCH"}
+
+
+class DiskReserveMiddleware:
+    """While any of `paths` has less than `reserve` bytes free, a write (POST, PUT, PATCH)
+    answers 507 before it is read: a full disk fails a database write halfway, or an upload
+    after streaming it. Reads and DELETE go on, so space can be freed through the API."""
+
+    def __init__(self, app: ASGIApp, paths: Sequence[Path], reserve: int) -> None:
+        self.app = app
+        self.paths = paths
+        self.reserve = reserve
+
+    def _short(self) -> bool:
+        for path in self.paths:
+            try:
+                if shutil.disk_usage(path).free < self.reserve:
+                    return True
+            except FileNotFoundError:
+                continue  # not made yet: the first write makes it
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in _WRITES
+            and self.reserve
+            and self._short()
+        ):
+            await send_problem(send, STORAGE_FULL)
+            return
+        await self.app(scope, receive, send)

@@ -1,5 +1,6 @@
 """What every resource operation shares, added to the generated OpenAPI document in one place:
-the Idempotency-Key header, rate-limit headers and answers, the body-size answer."""
+the Idempotency-Key header, rate-limit headers and answers, the body-size answer, and the
+outage (503) and full-disk (507) answers of api/failures.py."""
 
 from typing import Any
 
@@ -37,6 +38,14 @@ _TOO_MANY["headers"] = {
     "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}},
 }
 
+_UNAVAILABLE = problem_responses(503)[503]
+_UNAVAILABLE["headers"] = {
+    "Retry-After": {
+        "description": "Seconds to wait before sending the request again.",
+        "schema": {"type": "integer"},
+    },
+}
+
 
 def document_cross_cutting(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
@@ -53,12 +62,14 @@ def document_cross_cutting(app: FastAPI) -> dict[str, Any]:
             if "security" not in operation:
                 continue  # health and metrics: no key, no limits
             responses = operation["responses"]
-            for status, response in responses.items():
-                if status.startswith("2"):
-                    response.setdefault("headers", {}).update(_RATE_HEADERS)
             responses.setdefault("429", _TOO_MANY)
+            responses.setdefault("503", _UNAVAILABLE)
             if method in {"post", "patch", "put"}:
                 responses.setdefault("415", problem_responses(415)[415])
+                responses.setdefault("507", problem_responses(507)[507])
+            for status, response in responses.items():
+                if status.startswith(("2", "4")) and status not in {"401", "429"}:
+                    response.setdefault("headers", {}).update(_RATE_HEADERS)
             if method in {"post", "patch"}:
                 operation.setdefault("parameters", []).append(_IDEMPOTENCY_KEY)
                 if not path.endswith("/files"):

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
+from postroom.api.failures import failure_of, report
 from postroom.errors import PROBLEM_BASE, InvalidFields, PostroomError
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,20 @@ def _field_name(location: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
+def _message(error: Any) -> str:
+    # Pydantic counts a string's length in "items" when the limit applies after a validator
+    # (Annotated[str, AfterValidator(...), Field(max_length=...)]): say characters, as it does
+    # for a plain string.
+    kind, value, context = error.get("type"), error.get("input"), error.get("ctx") or {}
+    if kind in {"too_long", "too_short"} and isinstance(value, str):
+        bound = "most" if kind == "too_long" else "least"
+        limit = context.get("max_length" if kind == "too_long" else "min_length")
+        if limit is not None:
+            unit = "character" if limit == 1 else "characters"
+            return f"String should have at {bound} {limit} {unit}, not {len(value)}"
+    return str(error["msg"])
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
@@ -71,7 +86,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             "send the request body as JSON with Content-Type: application/json",
             slug="unsupported-media-type",
         )
-    fields = [{"field": _field_name(tuple(e["loc"])), "message": str(e["msg"])} for e in errors]
+    fields = [{"field": _field_name(tuple(e["loc"])), "message": _message(e)} for e in errors]
     detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
     return problem_response(
         422, "Validation error", detail, slug="validation-error", invalidFields=fields
@@ -85,7 +100,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers) if exc.headers else {}
     if exc.status_code == 405:
         headers["Allow"] = ", ".join(_allowed_methods(request))
-    return problem_response(exc.status_code, phrase, detail, headers=headers or None)
+    slug = _HTTP_SLUGS.get(exc.status_code) or phrase.lower().replace(" ", "-")
+    return problem_response(exc.status_code, phrase, detail, slug=slug, headers=headers or None)
+
+
+# Starlette's own errors, named as postroom's errors of the same status are (errors.py).
+_HTTP_SLUGS = {400: "bad-request", 413: "payload-too-large", 500: "internal-error"}
 
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
@@ -113,27 +133,17 @@ def _route(request: Request) -> str:
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     """A connection found dead (the database restarted, or dropped it) is replaced by the pool,
     which also refreshes every connection older than it: nothing was written, and the same
-    request will work again at once. There is no ping before each use to find it out sooner."""
+    request will work again at once. There is no ping before each use to find it out sooner.
+    An unreachable or full database answers 503 or 507 (api/failures.py)."""
     assert isinstance(exc, DBAPIError)
-    if not exc.connection_invalidated:
-        return await _unexpected_error(request, exc)
-    log.warning(
-        "database connection lost; the request was not carried out",
-        extra={"route": _route(request), "method": request.method},
-    )
+    failure = failure_of(exc)
+    report(failure, exc, {"route": _route(request), "method": request.method})
     return problem_response(
-        503,
-        "Service unavailable",
-        "the connection to the database was lost and has been replaced; nothing was stored, "
-        "send the request again",
-        headers={"Retry-After": "1"},
-    )
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", extra={"route": _route(request), "method": request.method})
-    return problem_response(
-        500, "Internal server error", "the server could not complete the request"
+        failure.status,
+        failure.title,
+        failure.detail,
+        slug=failure.slug,
+        headers=failure.headers() or None,
     )
 
 
@@ -142,7 +152,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    # Any other exception: api/failures.UnhandledErrorMiddleware.
 
 
 def _problem_schema(status: int, *, with_fields: bool = False) -> dict[str, Any]:

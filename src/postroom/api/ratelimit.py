@@ -9,6 +9,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
 from redis.asyncio import ConnectionPool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postroom.errors import TooManyRequests
 from postroom.settings import LimitSettings
@@ -71,3 +72,32 @@ class RateLimiter:
                 },
             )
         return usage
+
+
+class RateLimitHeadersMiddleware:
+    """Puts the X-RateLimit-* headers counted for the request (api/deps.py leaves them in the
+    request's state) on its answer, whatever made it: a route's return value, a streamed
+    download, a problem from a handler or from api/failures.py."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                counted = scope.get("state", {}).get("rate_limit_headers")
+                if counted:
+                    present = {name.lower() for name, _ in message["headers"]}
+                    extra = [
+                        (name.lower().encode(), value.encode())
+                        for name, value in counted.items()
+                        if name.lower().encode() not in present
+                    ]
+                    message = {**message, "headers": [*message["headers"], *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -5,17 +5,15 @@ rolls everything back. A request with an Idempotency-Key has its answer buffered
 the same transaction as the resource it made, so neither ever exists without the other.
 """
 
-import json
-import logging
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from postroom.api.failures import INTERNAL, NO_CONNECTION, Failure, failure_of, report, send_problem
 from postroom.db.engine import ConnectionGate
 from postroom.idempotency import service as idempotency
-
-log = logging.getLogger(__name__)
 
 _READS = {"GET", "HEAD"}
 # Routes that never touch the database: no session, no transaction.
@@ -38,12 +36,9 @@ class TransactionMiddleware:
             return
         try:
             await gate.enter()
-        except TimeoutError:
-            log.error(
-                "no database connection came free in time; the request was not carried out",
-                extra={"method": scope["method"]},
-            )
-            await _send_failure(send, _NO_CONNECTION)
+        except TimeoutError as error:
+            report(NO_CONNECTION, error, {"method": scope["method"]})
+            await send_problem(send, NO_CONNECTION)
             return
         try:
             await self._in_transaction(scope, receive, send)
@@ -62,24 +57,25 @@ class TransactionMiddleware:
             parts: list[bytes] = []
             buffering = replaced = False
 
-            async def finish(status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
-                """Commit (with any idempotent answer) or roll back; False if the commit failed."""
+            async def finish(
+                status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+            ) -> Failure | None:
+                """Commit (with any idempotent answer) or roll back; why the commit failed."""
                 if status >= 400:
                     await session.rollback()
-                    return True
+                    return None
                 try:
                     claimed = state.get("idempotency")
                     if isinstance(claimed, idempotency.Claimed):
                         await _store_answer(fastapi_app, session, claimed, status, body, headers)
                     await session.commit()
-                except Exception:
-                    log.exception(
-                        "commit failed",
-                        extra={"route": getattr(scope.get("route"), "path", "unmatched")},
-                    )
+                except Exception as error:
+                    failure = failure_of(error)
+                    route = getattr(scope.get("route"), "path", "unmatched")
+                    report(failure, error, {"route": route, "commit": True})
                     await session.rollback()
-                    return False
-                return True
+                    return _not_saved(failure)
+                return None
 
             async def send_after_commit(message: Message) -> None:
                 nonlocal start, buffering, replaced
@@ -88,8 +84,9 @@ class TransactionMiddleware:
                     # An idempotent answer is stored with its body, so that waits for the body.
                     buffering = isinstance(state.get("idempotency"), idempotency.Claimed)
                     if not buffering:
-                        replaced = not await finish(message["status"], b"", [])
-                        await (_send_failure(send) if replaced else send(message))
+                        failed = await finish(message["status"], b"", [])
+                        replaced = failed is not None
+                        await (send(message) if failed is None else send_problem(send, failed))
                     return
                 if replaced or not buffering:
                     if not replaced:
@@ -99,8 +96,9 @@ class TransactionMiddleware:
                 if message.get("more_body"):
                     return
                 body = b"".join(parts)
-                if not await finish(start["status"], body, list(start["headers"])):
-                    await _send_failure(send)
+                failed = await finish(start["status"], body, list(start["headers"]))
+                if failed is not None:
+                    await send_problem(send, failed)
                     return
                 await send(start)
                 await send({"type": "http.response.body", "body": body})
@@ -122,27 +120,7 @@ async def _store_answer(
     await idempotency.complete(session, claimed, answer, app.state.clock.now(), retention)
 
 
-async def _send_failure(send: Send, problem: dict[str, Any] | None = None) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 500,
-            "headers": [(b"content-type", b"application/problem+json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": json.dumps(problem or _FAILED).encode()})
-
-
-_FAILED: dict[str, Any] = {
-    "type": "about:blank",
-    "title": "Internal server error",
-    "status": 500,
-    "detail": "the change could not be saved; nothing was stored",
-}
-# As a request answered when the pool gave it no connection in time (api/problems.py).
-_NO_CONNECTION: dict[str, Any] = {
-    "type": "about:blank",
-    "title": "Internal server error",
-    "status": 500,
-    "detail": "the server could not complete the request",
-}
+def _not_saved(failure: Failure) -> Failure:
+    if failure is INTERNAL:
+        return replace(INTERNAL, detail="the change could not be saved; nothing was stored")
+    return failure

@@ -115,6 +115,13 @@ def parse_filter(raw: str | None, fields: Mapping[str, ListField]) -> tuple[Cond
             continue
         name, sep, values = clause.partition(":")
         name = name.strip()
+        if not sep and "=" in name:
+            wanted, _, value = name.partition("=")
+            raise ListQueryError(
+                f"filter.{wanted.strip()}",
+                f"write '{wanted.strip()}:{value.strip()}': a filter names a field and its "
+                "values with ':', not '='",
+            )
         spec = fields.get(name)
         if spec is None or not spec.filterable:
             allowed = ", ".join(sorted(n for n, f in fields.items() if f.filterable))

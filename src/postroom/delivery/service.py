@@ -305,10 +305,13 @@ async def _pace(
     return slots, released
 
 
-def _outcome_of(error: DeliveryError) -> Outcome:
-    if isinstance(error, OutcomeUnknownError):
+def outcome_of(outcome: Receipt | DeliveryError) -> Outcome:
+    """An attempt's outcome as the API, the log line and the metric all spell it."""
+    if isinstance(outcome, Receipt):
+        return Outcome.SENT
+    if isinstance(outcome, OutcomeUnknownError):
         return Outcome.UNKNOWN
-    return Outcome.TRANSIENT if isinstance(error, TransientError) else Outcome.PERMANENT
+    return Outcome.TRANSIENT if isinstance(outcome, TransientError) else Outcome.PERMANENT
 
 
 class RecordRefused(Exception):
@@ -391,7 +394,7 @@ def _write_of(result: Result, settings: DeliverySettings, rng: random.Random) ->
     if isinstance(outcome, Receipt):
         attempt_outcome, status, summary = Outcome.SENT, MessageStatus.SENT, body
     else:
-        attempt_outcome, status, summary = _outcome_of(outcome), MessageStatus.FAILED, body
+        attempt_outcome, status, summary = outcome_of(outcome), MessageStatus.FAILED, body
         decision = decide(outcome, job.attempt_number, settings, rng)
         if not isinstance(decision, GiveUp):
             status, retry_at = MessageStatus.OUTBOX, now + timedelta(seconds=decision.delay_seconds)

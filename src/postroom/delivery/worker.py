@@ -81,9 +81,8 @@ def _observe(results: list[service.Result], statuses: list[MessageStatus | None]
         if status is None:
             continue  # its pacing slot was missed: not an attempt
         transport = result.job.transport
-        outcome = result.outcome
-        kind = "sent" if isinstance(outcome, Receipt) else type(outcome).__name__
-        ATTEMPTS.labels(transport, kind).inc()
+        assert not isinstance(result.outcome, service.SlotMissed)  # no status for those
+        ATTEMPTS.labels(transport, service.outcome_of(result.outcome).value).inc()
         if status == MessageStatus.SENT:
             MESSAGES_SENT.labels(transport).inc()
             waited = (result.finished_at - result.job.message.date).total_seconds()
@@ -482,7 +481,7 @@ class Worker:
                 "message_id": job.message.id,
                 "organization_id": job.organization_id,
                 "attempt": job.attempt_number,
-                "outcome": "sent" if isinstance(outcome, Receipt) else type(outcome).__name__,
+                "outcome": service.outcome_of(outcome).value,
                 "code": outcome.code,
                 "duration_ms": duration_ms,
             },
