@@ -155,10 +155,10 @@ def _digest_parts(header: str) -> dict[str, str]:
 
 
 @contextmanager
-def webhook_receiver() -> Iterator[WebhookReceiver]:
+def webhook_receiver(port: int = 0) -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver()
     try:
-        with serve_in_thread(receiver) as url:
+        with serve_in_thread(receiver, port=port) as url:
             receiver.url = url
             try:
                 yield receiver
