@@ -258,6 +258,13 @@ class WebhookSettings(BaseModel):
         "secret too for this long",
     )
 
+    @model_validator(mode="after")
+    def _attempt_within_lease(self) -> "WebhookSettings":
+        if self.timeout_seconds >= self.lease_seconds:
+            # Another worker would claim the delivery while its attempt is still under way.
+            raise ValueError("webhooks: timeout_seconds must be below lease_seconds")
+        return self
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(

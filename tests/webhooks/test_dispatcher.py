@@ -243,6 +243,31 @@ async def test_credential_auth_reaches_the_receiver(
     hooks: Hooks, receiver: WebhookReceiver, kind: str
 ) -> None:
     receiver.require_auth("/a", kind, "hook-user", "pa ss")
+    credential_id = await credential(hooks, kind, "127.0.0.1")
+    webhook_id = await hooks.webhook(receiver.url + "/a", credential_id=credential_id)
+    (delivery_id,) = await hooks.emit(webhook_id)
+    await hooks.drain()
+    assert (await hooks.delivery(delivery_id)).status == "succeeded"
+    assert receiver.received("/a")[-1].authorized is True
+    verify(receiver.received("/a")[-1])
+    (tracked,) = await hooks.tracking(delivery_id)
+    assert "authorization" not in tracked.request_headers
+
+
+async def test_a_credential_is_sent_only_to_its_own_host(
+    hooks: Hooks, receiver: WebhookReceiver
+) -> None:
+    receiver.require_auth("/elsewhere", "basic", "hook-user", "pa ss")
+    credential_id = await credential(hooks, "basic", "hooks.example.com")
+    webhook_id = await hooks.webhook(receiver.url + "/elsewhere", credential_id=credential_id)
+    (delivery_id,) = await hooks.emit(webhook_id)
+    await hooks.drain()
+    (got,) = receiver.received("/elsewhere")
+    assert "authorization" not in got.headers and got.authorized is False
+    assert (await hooks.delivery(delivery_id)).last_error == "HTTP 401"
+
+
+async def credential(hooks: Hooks, kind: str, host: str) -> str:
     now = hooks.clock.now()
     credential_id = new_id("cred_")
     async with hooks.harness.sessionmaker() as session, session.begin():
@@ -252,20 +277,13 @@ async def test_credential_auth_reaches_the_receiver(
                 organization_id=hooks.organization_id,
                 type="webhook",
                 status="active",
-                settings={"host": "127.0.0.1", "auth": {"type": kind, "username": "hook-user"}},
+                settings={"host": host, "auth": {"type": kind, "username": "hook-user"}},
                 secret=hooks.dispatcher.box.encrypt(json.dumps({"password": "pa ss"})),
                 created_at=now,
                 updated_at=now,
             )
         )
-    webhook_id = await hooks.webhook(receiver.url + "/a", credential_id=credential_id)
-    (delivery_id,) = await hooks.emit(webhook_id)
-    await hooks.drain()
-    assert (await hooks.delivery(delivery_id)).status == "succeeded"
-    assert receiver.received("/a")[-1].authorized is True
-    verify(receiver.received("/a")[-1])
-    (tracked,) = await hooks.tracking(delivery_id)
-    assert "authorization" not in tracked.request_headers
+    return credential_id
 
 
 async def test_410_disables_the_webhook_and_fails_its_pending_deliveries(

@@ -16,6 +16,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -48,9 +49,14 @@ def body_bytes(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def credential_of(loaded: credentials.DeliveryCredential | None) -> Credential | None:
-    """Basic or digest auth from a webhook credential (none: no HTTP auth)."""
+def credential_of(loaded: credentials.DeliveryCredential | None, url: str) -> Credential | None:
+    """Basic or digest auth from a webhook credential (none: no HTTP auth). A credential names
+    its host (Rebilly's WebhookCredential): its password goes to that host only, never to
+    another one a webhook's URL was changed to."""
     if loaded is None:
+        return None
+    host = str(loaded.settings.get("host") or "").lower().rstrip(".")
+    if host and host != (urlsplit(url).hostname or "").lower().rstrip("."):
         return None
     auth = loaded.settings.get("auth")
     kind = auth.get("type") if isinstance(auth, dict) else auth
@@ -194,7 +200,7 @@ class Dispatcher:
                 headers=webhook.headers or {},
                 body=body_bytes(event.payload),
                 secrets=tuple(secrets),
-                credential=credential_of(loaded.get(webhook.credential_id or "")),
+                credential=credential_of(loaded.get(webhook.credential_id or ""), webhook.url),
             )
         return Job(
             delivery_id=delivery.id,
