@@ -383,7 +383,7 @@ async def test_a_private_address_is_refused_at_send_time(
 async def test_a_hanging_endpoint_delays_neither_another_webhook_nor_mail(
     hooks: Hooks, receiver: WebhookReceiver
 ) -> None:
-    dispatcher = dispatcher_for(hooks.harness, timeout_seconds=60, concurrency_per_endpoint=2)
+    dispatcher = dispatcher_for(hooks.harness, timeout_seconds=50, concurrency_per_endpoint=2)
     receiver.script("/hang", *[Reply(hang=True)] * 10)
     hanging = await hooks.webhook(receiver.url + "/hang")
     healthy = await hooks.webhook(receiver.url + "/ok")
