@@ -160,3 +160,17 @@ async def test_a_killed_worker_loses_no_event_and_duplicates_at_most_its_batch(
     duplicates = sum(count - 1 for count in seen.values())
     print(f"webhook duplicates after SIGKILL: {duplicates} (bound: {BATCH})")
     assert duplicates <= BATCH
+
+
+async def test_without_a_kill_there_are_no_duplicates(
+    crash_setup: tuple[Workers, async_sessionmaker[AsyncSession], dict[str, str]],
+    receiver: WebhookReceiver,
+) -> None:
+    workers, sessionmaker, expected = crash_setup
+    for _ in range(3):
+        workers.start()
+    await eventually(lambda: _all_succeeded(sessionmaker), timeout=240, what="every event")
+    assert workers.stop_all() == [0, 0, 0]
+    seen = Counter(r.headers["webhook-id"] for r in receiver.received())
+    assert set(seen) == set(expected)
+    assert max(seen.values()) == 1

@@ -221,6 +221,21 @@ async def test_500_then_200_delivers_later_with_the_same_webhook_id(
     assert tracked[1].request_headers["webhook-id"] == delivery_id
 
 
+async def test_retry_after_is_honoured(hooks: Hooks, receiver: WebhookReceiver) -> None:
+    receiver.script("/busy", Reply(429, {"retry-after": "600"}))
+    webhook_id = await hooks.webhook(receiver.url + "/busy")
+    (delivery_id,) = await hooks.emit(webhook_id)
+    await hooks.drain()
+    waiting = await hooks.delivery(delivery_id)
+    assert waiting.due_at >= hooks.clock.now() + timedelta(seconds=600)
+    assert waiting.last_error == "HTTP 429"
+    hooks.clock.advance(timedelta(seconds=300))  # past the schedule's 5 s, not the server's ask
+    assert await hooks.drain() == 0
+    hooks.clock.advance(timedelta(seconds=301))
+    assert await hooks.drain() == 1
+    assert (await hooks.delivery(delivery_id)).status == "succeeded"
+
+
 async def test_rotation_sends_both_signatures_until_the_overlap_ends(
     hooks: Hooks, receiver: WebhookReceiver
 ) -> None:
