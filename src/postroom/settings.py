@@ -226,6 +226,52 @@ class ProviderSettings(BaseModel):
     )
 
 
+class WebhookSettings(BaseModel):
+    """How the workers send webhooks (POSTROOM_WEBHOOKS__<FIELD>)."""
+
+    connect_timeout_seconds: float = Field(
+        10, gt=0, description="resolving the endpoint's host and opening the connection"
+    )
+    timeout_seconds: float = Field(
+        30,
+        gt=0,
+        description="one attempt from start to the end of the answer; keep it below lease_seconds",
+    )
+    concurrency_per_endpoint: int = Field(
+        4,
+        ge=1,
+        description="requests a worker has in flight to one webhook at once, at most: a slow "
+        "or dead endpoint ties up only this share, never another endpoint's events",
+    )
+    batch_size: int = Field(100, ge=1, le=1000, description="deliveries claimed in one go")
+    lease_seconds: float = Field(
+        120, gt=0, description="a claimed delivery is claimed again after this long (crash)"
+    )
+    poll_seconds: float = Field(1.0, gt=0, description="idle wait between empty claims")
+    max_retry_after_seconds: float = Field(
+        6 * 3600, ge=0, description="cap on an endpoint's Retry-After"
+    )
+    inactive_after_hours: float = Field(
+        120,
+        gt=0,
+        description="a webhook whose attempts have all failed for this long is set inactive "
+        "(with the reason) and its pending deliveries failed",
+    )
+    secret_overlap_hours: float = Field(
+        24,
+        ge=0,
+        description="after a secret is rotated, requests carry a signature with the previous "
+        "secret too for this long",
+    )
+
+    @model_validator(mode="after")
+    def _attempt_within_lease(self) -> "WebhookSettings":
+        if self.timeout_seconds >= self.lease_seconds:
+            # Another worker would claim the delivery while its attempt is still under way.
+            raise ValueError("webhooks: timeout_seconds must be below lease_seconds")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore"
@@ -264,6 +310,7 @@ class Settings(BaseSettings):
     providers: ProviderSettings = ProviderSettings()
     destinations: DestinationSettings = DestinationSettings()
     senders: SenderSettings = SenderSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @field_validator("smtp_url")
     @classmethod

@@ -15,15 +15,15 @@ CLIENT_TLS = ssl.create_default_context()
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, *, date_header: bool = True) -> Iterator[str]:
+def serve_in_thread(app: ASGIApp, *, date_header: bool = True, port: int = 0) -> Iterator[str]:
     """Serves `app` until the block ends; yields its base URL. `date_header=False` leaves the
     Date header to the app (uvicorn's own is refreshed once a second, and sent beside any the
-    app sets)."""
+    app sets). `port` 0: any free one."""
     # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
     # and without it every keep-alive response waits ~40 ms for a delayed ACK (Nagle).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(

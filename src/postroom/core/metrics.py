@@ -27,3 +27,8 @@ WORKERS_LIVE = Gauge(
     "postroom_workers_live",
     "Delivery workers whose heartbeat is within POSTROOM_DELIVERY__WORKER_STALE_SECONDS",
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "postroom_webhook_attempts_total",
+    "Webhook delivery attempts by outcome (succeeded, gone, retry)",
+    ["outcome"],
+)

@@ -58,6 +58,7 @@ from postroom.files import service as files
 from postroom.idempotency import service as idempotency
 from postroom.messages.models import MessageStatus
 from postroom.settings import Settings
+from postroom.webhooks import dispatcher as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -492,21 +493,39 @@ class Worker:
 async def run_worker(
     settings: Settings, stop: asyncio.Event, *, clock: Clock | None = None
 ) -> None:
-    """A worker with its own engine and transports, until `stop` is set."""
-    engine = create_engine(settings.resolved_database_url, pool_size=2)
+    """A worker with its own engine and transports, until `stop` is set: the mail loop and,
+    beside it as its own task, the webhook dispatcher (which never waits for mail, nor mail
+    for it)."""
+    engine = create_engine(settings.resolved_database_url, pool_size=3)
     transports = TransportRegistry(default_transport(settings))
+    sessionmaker = create_sessionmaker(engine)
+    box = SecretBox(settings.stored_secret())
     worker = Worker(
-        sessionmaker=create_sessionmaker(engine),
-        settings=settings,
-        box=SecretBox(settings.stored_secret()),
-        transports=transports,
-        clock=clock,
+        sessionmaker=sessionmaker, settings=settings, box=box, transports=transports, clock=clock
     )
+    webhook_client = webhooks.new_client(settings)
+    dispatcher = webhooks.Dispatcher(
+        sessionmaker=sessionmaker, settings=settings, box=box, client=webhook_client, clock=clock
+    )
+    dispatching = asyncio.create_task(_dispatch(dispatcher, stop))
     try:
         await worker.run(stop)
     finally:
+        stop.set()
+        await dispatching
+        await webhook_client.aclose()
         await transports.aclose()
         await engine.dispose()
+
+
+async def _dispatch(dispatcher: "webhooks.Dispatcher", stop: asyncio.Event) -> None:
+    """The dispatcher until `stop`; if it fails, logged and started again, mail going on."""
+    while not stop.is_set():
+        try:
+            await dispatcher.run(stop)
+        except Exception:
+            log.exception("webhook dispatcher failed; restarting")
+            await asyncio.sleep(dispatcher.config.poll_seconds)
 
 
 class EmbeddedWorker:

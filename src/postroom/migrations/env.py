@@ -13,7 +13,8 @@ import postroom.delivery.models
 import postroom.files.models
 import postroom.idempotency.models
 import postroom.messages.models
-import postroom.senders.models  # noqa: F401
+import postroom.senders.models
+import postroom.webhooks.models  # noqa: F401
 from postroom.db.base import Base
 from postroom.db.engine import create_engine
 from postroom.settings import Settings
