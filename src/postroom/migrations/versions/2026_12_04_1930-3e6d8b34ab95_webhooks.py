@@ -3,7 +3,7 @@
 A stand-in of the dispatch branch: the API half's revision of the same id replaces it.
 
 Revision ID: 3e6d8b34ab95
-Revises: decb6f3da7a2
+Revises: e7f1a2b3c4d5
 Create Date: 2026-12-04 19:00:00.000000
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql
 import postroom.db.base
 
 revision: str = "3e6d8b34ab95"
-down_revision: str | None = "decb6f3da7a2"
+down_revision: str | None = "e7f1a2b3c4d5"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
