@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -41,6 +42,31 @@ def ensure_environment() -> None:
     STAMP.write_text(digest)
 
 
+SDK_TESTS = ROOT / "tests" / "sdk"
+
+
+def ensure_sdk() -> None:
+    """Rebilly's JavaScript SDK for tests/sdk: node from Debian's packages when it is missing,
+    then `npm ci` whenever package-lock.json is newer than what is installed."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        if shutil.which("apt-get") is None or os.geteuid() != 0:
+            print("dev.py: node and npm are missing (tests/sdk will fail); install nodejs and npm")
+            return
+        print("dev.py: installing node and npm (Debian packages) for tests/sdk", flush=True)
+        apt = ["apt-get", "-qq", "-o", "Dpkg::Use-Pty=0"]
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for step in (["update"], ["install", "-y", "nodejs", "npm"]):
+            subprocess.run([*apt, *step], check=True, stdout=subprocess.DEVNULL, env=env)
+    lock = SDK_TESTS / "package-lock.json"
+    installed = SDK_TESTS / "node_modules" / ".package-lock.json"
+    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    print("dev.py: installing the SDK for tests/sdk (npm ci)", flush=True)
+    subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=SDK_TESTS, check=True
+    )
+
+
 def run(*args: str, env: dict[str, str] | None = None) -> int:
     print(f"\n$ {' '.join(args)}", flush=True)
     return subprocess.run(args, cwd=ROOT, env={**os.environ, **(env or {})}).returncode
@@ -51,6 +77,7 @@ def tool(name: str) -> str:
 
 
 def test(pytest_args: list[str]) -> int:
+    ensure_sdk()
     checks = [
         (tool("ruff"), "check", "."),
         (tool("ruff"), "format", "--check", "."),
