@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import venv
+from collections import deque
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -34,11 +35,31 @@ def ensure_environment() -> None:
     if STAMP.exists() and STAMP.read_text() == digest:
         return
     if not (BIN / "python").exists():
-        print("dev.py: creating .venv", flush=True)
+        print("dev.py: creating .venv (the first run takes a minute or two)", flush=True)
         venv.create(VENV, with_pip=True)
-    print("dev.py: installing pinned dependencies into .venv", flush=True)
-    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "install", "-q"]
-    subprocess.run([*pip, "-c", "requirements.lock", "-e", ".[dev]"], cwd=ROOT, check=True)
+    pinned = (ROOT / "requirements.lock").read_text().count("==")
+    print(f"dev.py: installing {pinned} pinned packages into .venv", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "install"]
+    command = [*pip, "--progress-bar", "off", "-c", "requirements.lock", "-e", ".[dev]"]
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert process.stdout is not None
+    seen, said = 0, deque[str](maxlen=40)
+    live = sys.stdout.isatty()
+    for line in process.stdout:
+        said.append(line)
+        if line.startswith(("Collecting ", "Requirement already satisfied", "Obtaining ")):
+            seen += 1
+            if live:
+                print(f"\rdev.py: {seen} resolved", end="", flush=True)
+        elif line.startswith("Installing collected packages"):
+            names = line.split(":", 1)[1].count(",") + 1
+            print(f"{chr(10) if live else ''}dev.py: installing {names} packages", flush=True)
+    if process.wait() != 0:
+        print("\n" + "".join(said), flush=True)
+        raise SystemExit(f"dev.py: pip failed (exit {process.returncode})")
+    print("dev.py: .venv is ready", flush=True)
     STAMP.write_text(digest)
 
 

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from postroom import migrations
 from postroom.auth import service as auth
 from postroom.messages.models import MessageCount
 from tests import databases as test_databases
@@ -57,8 +58,7 @@ async def run_command(env: dict[str, str], *args: str) -> tuple[int, str, str]:
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), START_TIMEOUT)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await process.wait(), out.decode(), err.decode()
 
 
 @dataclass
@@ -276,6 +276,17 @@ class TestOperatorCommands:
         assert code != 0
         assert "last API key" in err
         assert "Traceback" not in err
+
+    async def test_migrate_says_how_many_migrations_it_applied(self, tmp_path: Path) -> None:
+        env = environment(f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}", tmp_path / "data")
+        versions = Path(migrations.__file__).parent / "versions"
+        count = len(list(versions.glob("*.py")))
+        code, out, err = await run_command(env, "migrate")
+        assert code == 0, err
+        assert out.strip() == f"applied {count} migrations; the database is up to date"
+        code, out, err = await run_command(env, "migrate")
+        assert code == 0, err
+        assert out.strip() == "the database was up to date: no migration to apply"
 
     async def test_organizations_list(
         self, cli_env: dict[str, str], organization: auth.NewOrganization

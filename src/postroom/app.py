@@ -8,6 +8,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from postroom.api.developer_domains import DeveloperDomainsMiddleware
 from postroom.api.failures import UnhandledErrorMiddleware
 from postroom.api.idempotency import install_replay_handler
 from postroom.api.limits import BodySizeLimitMiddleware, DiskReserveMiddleware
@@ -115,6 +116,7 @@ def create_app(
     # Outermost last: logging sees every answer; the body limit applies before any reading;
     # the transaction wraps the handlers and commits before the response starts.
     app.add_middleware(TransactionMiddleware)
+    app.add_middleware(DeveloperDomainsMiddleware, allowed=settings.developer_domains_allowed())
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.limits.max_body_bytes, exempt=_is_upload
     )

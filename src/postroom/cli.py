@@ -172,8 +172,13 @@ def worker(
 def migrate() -> None:
     """Bring the database schema up to date."""
     settings = _settings()
-    upgrade(settings.resolved_database_url)
-    typer.echo("database is up to date")
+    applied = upgrade(settings.resolved_database_url)
+    if applied:
+        typer.echo(
+            f"applied {applied} migration{'s' if applied != 1 else ''}; the database is up to date"
+        )
+    else:
+        typer.echo("the database was up to date: no migration to apply")
 
 
 @organizations.command("create")

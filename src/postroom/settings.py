@@ -299,6 +299,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="port the API listens on")
     log_level: str = Field("INFO", description="root log level")
     log_json: bool = Field(True, description="one JSON object a log line")
+    developer_domains: bool | None = Field(
+        None,
+        description="accept addresses at .test, .example and localhost (a local SMTP server's "
+        "mail); default: on in development, off in production",
+    )
     cors_origins: str = Field(
         "",
         description="comma-separated origins a browser may call the API from (e.g. "
@@ -346,6 +351,11 @@ class Settings(BaseSettings):
         if domains is None:
             domains = ["*"] if self.smtp_url is None else []
         return tuple(domains)
+
+    def developer_domains_allowed(self) -> bool:
+        if self.developer_domains is None:
+            return self.environment == "development"
+        return self.developer_domains
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]

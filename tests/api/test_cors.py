@@ -93,3 +93,16 @@ async def test_off_by_default(api_url: str, settings: Settings) -> None:
 def test_origins_setting_is_a_comma_separated_list(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, cors_origins=" https://a.example/ ,https://b.example")
     assert settings.cors_origin_list() == ["https://a.example", "https://b.example"]
+
+
+async def test_preflight_needs_no_database(tmp_path: Path) -> None:
+    settings = make_settings(
+        "postgresql+asyncpg://postgres@127.0.0.1:1/none",  # nothing listens there
+        tmp_path / "data",
+        cors_origins=ORIGIN,
+    )
+    with serve_in_thread(create_app(settings)) as url:
+        async with httpx.AsyncClient(base_url=url, verify=CLIENT_TLS) as http:
+            response = await http.options("/email-messages", headers=_preflight("POST"))
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == ORIGIN

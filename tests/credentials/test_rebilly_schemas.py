@@ -1,7 +1,6 @@
 """Every credential type's answers (create, get, list, PATCH) validate against Rebilly's own
-schemas (components/schemas/*Credential.yaml in the reference), read with `jsonschema`."""
+schemas (tests/contract/rebilly: components/schemas/*Credential.yaml), read with `jsonschema`."""
 
-import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,9 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from tests.contract.reference import SCHEMAS as SCHEMA_DIR
 from tests.credentials.test_provider_types import AWS_KEY
 
-# The reference sits in shared/ beside the repository (beside a worktree's parent folder too).
-REFERENCE_PARTS = ("shared", "reference", "rebilly-openapi", "components", "schemas")
 # Secrets are write-only in postroom (DESIGN.md: never returned); Rebilly's schemas list them as
 # required without marking them writeOnly, so they are not required of an answer here.
 WRITE_ONLY = {"password", "apiKey", "secret", "serverApiToken"}
@@ -50,17 +48,6 @@ BODIES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def _schemas_dir() -> Path | None:
-    override = os.environ.get("POSTROOM_REBILLY_SCHEMAS")
-    if override:
-        return Path(override)
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent.joinpath(*REFERENCE_PARTS)
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
 def _readable(node: Any) -> Any:
     if isinstance(node, dict):
         out = {k: _readable(v) for k, v in node.items()}
@@ -74,11 +61,7 @@ def _readable(node: Any) -> Any:
 
 @cache
 def _validator(file_name: str) -> jsonschema.Draft202012Validator:
-    folder = _schemas_dir()
-    if folder is None:
-        if os.environ.get("CI"):
-            pytest.fail("Rebilly's reference schemas are not beside the repository")
-        pytest.skip("Rebilly's reference schemas are not beside the repository")
+    folder = SCHEMA_DIR
 
     def load(path: Path) -> Any:
         return _readable(yaml.safe_load(path.read_text()))

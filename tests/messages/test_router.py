@@ -7,30 +7,11 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tests.contract.reference import properties
 from tests.factories import make_message, message_body, pdf_bytes, update_message, upload_file
 
 # Every property of components/schemas/EmailMessage.yaml: present in every response.
-PROPERTIES = {
-    "id",
-    "status",
-    "metadata",
-    "credentialHash",
-    "from",
-    "to",
-    "cc",
-    "bcc",
-    "subject",
-    "text",
-    "html",
-    "attachments",
-    "responseCode",
-    "responseBody",
-    "initiatedTime",
-    "sentTime",
-    "createdTime",
-    "updatedTime",
-    "_links",
-}
+PROPERTIES = properties("EmailMessage.yaml")
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 

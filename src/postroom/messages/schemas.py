@@ -5,8 +5,10 @@ from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from postroom.api.wire import SelfLink, TextLine, WireStr, WireTime
+from postroom.core.addresses import developer_domains_allowed, is_developer_domain
 from postroom.core.listing import FieldKind, ListField
 from postroom.messages.models import EmailMessage, MessageStatus
 
@@ -26,10 +28,27 @@ def _address_problem(value: str) -> str | None:
 def _valid_address(value: str) -> str:
     """The address as typed, once email-validator finds it valid. Not its `.normalized` form,
     which writes a punycode domain (xn--) in Unicode: that is another address to a server
-    without IDNA support, and makes a message need SMTPUTF8 that did not."""
-    problem = _address_problem(value)
+    without IDNA support, and makes a message need SMTPUTF8 that did not. An address at a
+    developer domain (core/addresses.py) is taken where the operator allows those, its local
+    part checked as any other."""
+    local, at, domain = value.rpartition("@")
+    if at and is_developer_domain(domain):
+        if not developer_domains_allowed():
+            raise PydanticCustomError(
+                "email_address",
+                "{domain} is a domain reserved for testing (.test, .example, localhost), which "
+                "mail servers on the internet refuse; this server accepts it only with "
+                "POSTROOM_DEVELOPER_DOMAINS=true",
+                {"domain": domain},
+            )
+        value_checked = f"{local}@example.com"
+    else:
+        value_checked = value
+    problem = _address_problem(value_checked)
     if problem is not None:
-        raise ValueError(f"not a valid email address: {problem}")
+        raise PydanticCustomError(
+            "email_address", "not a valid email address: {problem}", {"problem": problem}
+        )
     return value
 
 
