@@ -11,6 +11,8 @@ from postroom.files.router import router as files
 from postroom.messages.router import router as messages
 from postroom.senders.router import router as senders
 from postroom.senders.router import verifications
+from postroom.webhooks.router import router as webhooks
+from postroom.webhooks.router import tracking as webhook_tracking
 
 # Every resource route may answer 400 (refuse_nul) and 422 (request validation); declared here so
 # that FastAPI does not document its own 422 shape, which is not what api/problems.py sends.
@@ -20,6 +22,8 @@ resources.include_router(delivery)
 resources.include_router(credentials)
 resources.include_router(files)
 resources.include_router(senders)
+resources.include_router(webhooks)
+resources.include_router(webhook_tracking)
 
 
 def include_routes(app: FastAPI) -> None:

@@ -1,0 +1,236 @@
+"""HTTP for /webhooks and /tracking/webhooks."""
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from postroom.api.collections import PAGINATION_HEADERS, collection_query, set_pagination_headers
+from postroom.api.deps import ClockDep, OrganizationDep, SecretBoxDep, SessionDep, SettingsDep
+from postroom.api.problems import problem_responses
+from postroom.api.wire import resource_url
+from postroom.core.listing import ListQuery
+from postroom.webhooks import service
+from postroom.webhooks.models import Webhook, WebhookTracking
+from postroom.webhooks.schemas import (
+    LIST_FIELDS,
+    TRACKING_LIST_FIELDS,
+    SecretRotated,
+    WebhookCreated,
+    WebhookPatch,
+    WebhookRead,
+    WebhookTrackingRead,
+    WebhookWrite,
+)
+
+router = APIRouter(prefix="/webhooks", tags=["Webhooks"])
+tracking = APIRouter(prefix="/tracking/webhooks", tags=["Webhooks"])
+ListQueryDep = Annotated[ListQuery, Depends(collection_query(LIST_FIELDS))]
+TrackingQueryDep = Annotated[ListQuery, Depends(collection_query(TRACKING_LIST_FIELDS))]
+
+
+def _read(request: Request, webhook: Webhook) -> WebhookRead:
+    return WebhookRead.of(webhook, resource_url(request, "webhooks", webhook.id))
+
+
+@router.get(
+    "",
+    operation_id="GetWebhookCollection",
+    summary="Retrieve webhooks",
+    responses={200: {"headers": PAGINATION_HEADERS}, **problem_responses(401, 422)},
+)
+async def list_webhooks(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    organization_id: OrganizationDep,
+    query: ListQueryDep,
+) -> list[WebhookRead]:
+    webhooks, total = await service.list_webhooks(session, organization_id, query)
+    set_pagination_headers(response, query, total)
+    return [_read(request, w) for w in webhooks]
+
+
+@router.post(
+    "",
+    status_code=201,
+    operation_id="PostWebhook",
+    summary="Create a webhook",
+    description="The answer, and only this one, carries the signing secret (`secret`).",
+    responses={
+        201: {
+            "headers": {
+                "Location": {
+                    "description": "URL of the new webhook",
+                    "schema": {"type": "string", "format": "uri"},
+                }
+            }
+        },
+        **problem_responses(400, 401, 422),
+    },
+)
+async def create_webhook(
+    body: WebhookWrite,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    organization_id: OrganizationDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    box: SecretBoxDep,
+) -> WebhookCreated:
+    webhook, secret = await service.create_webhook(
+        session, organization_id, body.fields(), box, settings.destination_policy(), clock.now()
+    )
+    read = _read(request, webhook)
+    response.headers["Location"] = read.links[0].href
+    return WebhookCreated(**read.model_dump(by_alias=True), secret=secret)
+
+
+@router.get(
+    "/{id}",
+    operation_id="GetWebhook",
+    summary="Retrieve a webhook",
+    responses=problem_responses(401, 404),
+)
+async def get_webhook(
+    id: str, request: Request, session: SessionDep, organization_id: OrganizationDep
+) -> WebhookRead:
+    return _read(request, await service.get_webhook(session, organization_id, id))
+
+
+@router.put(
+    "/{id}",
+    operation_id="PutWebhook",
+    summary="Update a webhook",
+    description="Replaces every field of an existing webhook. Setting `status` to `active` "
+    "again clears the record of its failures.",
+    responses=problem_responses(400, 401, 404, 422),
+)
+async def put_webhook(
+    id: str,
+    body: WebhookWrite,
+    request: Request,
+    session: SessionDep,
+    organization_id: OrganizationDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> WebhookRead:
+    webhook = await service.update_webhook(
+        session, organization_id, id, body.fields(), settings.destination_policy(), clock.now()
+    )
+    return _read(request, webhook)
+
+
+@router.patch(
+    "/{id}",
+    operation_id="PatchWebhook",
+    summary="Change some fields of a webhook",
+    responses=problem_responses(400, 401, 404, 422),
+)
+async def patch_webhook(
+    id: str,
+    body: WebhookPatch,
+    request: Request,
+    session: SessionDep,
+    organization_id: OrganizationDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> WebhookRead:
+    changes = body.fields(set(body.model_fields_set))
+    webhook = await service.update_webhook(
+        session, organization_id, id, changes, settings.destination_policy(), clock.now()
+    )
+    return _read(request, webhook)
+
+
+@router.delete(
+    "/{id}",
+    status_code=204,
+    operation_id="DeleteWebhook",
+    summary="Delete a webhook",
+    responses=problem_responses(401, 404),
+)
+async def delete_webhook(
+    id: str, session: SessionDep, organization_id: OrganizationDep
+) -> Response:
+    await service.delete_webhook(session, organization_id, id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{id}/rotate-secret",
+    operation_id="PostWebhookSecretRotation",
+    summary="Rotate a webhook's signing secret",
+    description="postroom's own. The new secret is in this answer only; requests are signed "
+    "with the previous one too until `previousSecretUntil`.",
+    responses=problem_responses(401, 404),
+)
+async def rotate_secret(
+    id: str,
+    request: Request,
+    session: SessionDep,
+    organization_id: OrganizationDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    box: SecretBoxDep,
+) -> SecretRotated:
+    overlap = timedelta(hours=settings.webhooks.secret_overlap_hours)
+    webhook, secret = await service.rotate_secret(
+        session, organization_id, id, box, overlap, clock.now()
+    )
+    read = _read(request, webhook)
+    return SecretRotated(
+        **read.model_dump(by_alias=True),
+        secret=secret,
+        previous_secret_until=webhook.previous_secret_until,
+    )
+
+
+def _tracking_read(request: Request, row: WebhookTracking) -> WebhookTrackingRead:
+    return WebhookTrackingRead.of(row, resource_url(request, "tracking", "webhooks", row.id))
+
+
+@tracking.get(
+    "",
+    operation_id="GetTrackingWebhookCollection",
+    summary="Retrieve webhook tracking (one entry per HTTP attempt)",
+    responses={200: {"headers": PAGINATION_HEADERS}, **problem_responses(401, 422)},
+)
+async def list_tracking(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    organization_id: OrganizationDep,
+    query: TrackingQueryDep,
+) -> list[WebhookTrackingRead]:
+    rows, total = await service.list_tracking(session, organization_id, query)
+    set_pagination_headers(response, query, total)
+    return [_tracking_read(request, r) for r in rows]
+
+
+@tracking.get(
+    "/{id}",
+    operation_id="GetTrackingWebhook",
+    summary="Retrieve a webhook tracking entry",
+    responses=problem_responses(401, 404),
+)
+async def get_tracking(
+    id: str, request: Request, session: SessionDep, organization_id: OrganizationDep
+) -> WebhookTrackingRead:
+    return _tracking_read(request, await service.get_tracking(session, organization_id, id))
+
+
+@tracking.post(
+    "/{id}/resend",
+    status_code=204,
+    operation_id="PostTrackingWebhookResendRequest",
+    summary="Schedule a resend of a webhook attempt",
+    description="Its delivery is sent again, with the same `webhook-id`.",
+    responses=problem_responses(401, 404),
+)
+async def resend(
+    id: str, session: SessionDep, organization_id: OrganizationDep, clock: ClockDep
+) -> Response:
+    await service.resend(session, organization_id, id, clock.now())
+    return Response(status_code=204)
