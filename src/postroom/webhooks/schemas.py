@@ -11,6 +11,9 @@ from postroom.webhooks.events import EventType
 from postroom.webhooks.models import Webhook, WebhookStatus, WebhookTracking
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+# Strict models take an enum member only; from JSON the value names it.
+EventTypeName = Annotated[EventType, Field(strict=False)]
+StatusName = Annotated[WebhookStatus, Field(strict=False)]
 MAX_HEADERS = 20
 HeaderName = Annotated[
     TextLine,
@@ -32,10 +35,10 @@ class WebhookWrite(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 
-    events_filter: list[EventType] = Field(
+    events_filter: list[EventTypeName] = Field(
         default_factory=list, alias="eventsFilter", max_length=len(EventType)
     )
-    status: WebhookStatus = WebhookStatus.ACTIVE
+    status: StatusName = WebhookStatus.ACTIVE
     method: Method
     url: Annotated[WireStr, StringConstraints(min_length=1, max_length=2000)]
     headers: list[Header] = Field(default_factory=list, max_length=MAX_HEADERS)
