@@ -260,10 +260,11 @@ async def _tracking_row(h: Harness, webhook_id: str, organization_id: str, **val
 
 async def _organization_of(h: Harness, webhook_id: str) -> str:
     async with h.sessionmaker() as session:
-        organization_id: str = await session.scalar(
+        organization_id = await session.scalar(
             select(Webhook.organization_id).where(Webhook.id == webhook_id)
         )
-        return organization_id
+    assert organization_id is not None
+    return organization_id
 
 
 class TestTracking:
