@@ -1,6 +1,7 @@
 """The wire shape of /service-credentials/{type}: SmtpCredential.yaml, SendGridCredential.yaml,
-MailgunCredential.yaml, PostmarkCredential.yaml, SESCredential.yaml, and postroom's own
-`simulator`. Secret fields are write-only: accepted on create, never part of a read model."""
+MailgunCredential.yaml, PostmarkCredential.yaml, SESCredential.yaml, WebhookCredential.yaml
+(HTTP auth for webhooks, not for mail), and postroom's own `simulator`. Secret fields are
+write-only: accepted on create, never part of a read model."""
 
 from typing import Annotated, Any, Literal
 
@@ -97,6 +98,29 @@ class SesCredentialCreate(_CredentialCreate):
     )
 
 
+class WebhookAuthNone(BaseModel):
+    model_config = _strict
+    type: Literal["none"]
+
+
+class WebhookAuthWithPassword(BaseModel):
+    """WebhookAuthorizationBasic.yaml and WebhookAuthorizationDigest.yaml."""
+
+    model_config = _strict
+    type: Literal["basic", "digest"]
+    username: SecretLine = Field(min_length=1, max_length=255)
+    password: Secret
+
+
+WebhookAuth = Annotated[WebhookAuthNone | WebhookAuthWithPassword, Field(discriminator="type")]
+
+
+class WebhookCredentialCreate(_CredentialCreate):
+    type: Literal["webhook"]
+    host: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9-.]+$")
+    auth: WebhookAuth = Field(default_factory=lambda: WebhookAuthNone(type="none"))
+
+
 class SimulatorCredentialCreate(_CredentialCreate):
     """postroom's own type: sends nothing, answers by recipient address (see the README)."""
 
@@ -109,6 +133,7 @@ CredentialCreate = Annotated[
     | MailgunCredentialCreate
     | PostmarkCredentialCreate
     | SesCredentialCreate
+    | WebhookCredentialCreate
     | SimulatorCredentialCreate,
     Field(discriminator="type"),
 ]
@@ -137,6 +162,16 @@ class SmtpAuthUserRead(BaseModel):
 
 
 SmtpAuthRead = SmtpAuthNone | SmtpAuthUserRead
+
+
+class WebhookAuthUserRead(BaseModel):
+    """The auth block as shown: its type and username, never the password."""
+
+    type: Literal["basic", "digest"]
+    username: str
+
+
+WebhookAuthRead = WebhookAuthNone | WebhookAuthUserRead
 
 
 class _CredentialRead(BaseModel):
@@ -180,6 +215,12 @@ class SesCredentialRead(_CredentialRead):
     configuration_set_name: str | None = Field(alias="configurationSetName")
 
 
+class WebhookCredentialRead(_CredentialRead):
+    type: Literal["webhook"] = "webhook"
+    host: str
+    auth: WebhookAuthRead
+
+
 class SimulatorCredentialRead(_CredentialRead):
     type: Literal["simulator"] = "simulator"
 
@@ -190,6 +231,7 @@ CredentialRead = Annotated[
     | MailgunCredentialRead
     | PostmarkCredentialRead
     | SesCredentialRead
+    | WebhookCredentialRead
     | SimulatorCredentialRead,
     Field(discriminator="type"),
 ]
@@ -239,6 +281,15 @@ def read_model(credential: ServiceCredential, href: str) -> CredentialRead:
                 key=settings["access_key"],
                 region=settings["region"],
                 configuration_set_name=settings.get("configuration_set"),
+            )
+        case "webhook":
+            auth = settings["auth"]
+            return WebhookCredentialRead(
+                **common,
+                host=settings["host"],
+                auth=WebhookAuthNone(type="none")
+                if auth["type"] == "none"
+                else WebhookAuthUserRead.model_validate(auth),
             )
         case "simulator":
             return SimulatorCredentialRead(**common)

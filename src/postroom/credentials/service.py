@@ -22,11 +22,14 @@ from postroom.credentials.schemas import (
     SimulatorCredentialCreate,
     SmtpAuthWithPassword,
     SmtpCredentialCreate,
+    WebhookAuthWithPassword,
+    WebhookCredentialCreate,
 )
 from postroom.errors import Conflict, NotFound, invalid_field
 
 ID_PREFIX = "crd_"
-TYPES = ("smtp", "sendgrid", "mailgun", "postmark", "aws-ses", "simulator")
+TYPES = ("smtp", "sendgrid", "mailgun", "postmark", "aws-ses", "simulator", "webhook")
+WEBHOOK = "webhook"  # HTTP auth for webhook requests: never a way to send mail
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,13 @@ def _split(data: CredentialCreate) -> tuple[dict[str, Any], dict[str, str]]:
                 "configuration_set": data.configuration_set_name,
             }
             return settings, {"secret_key": data.secret}
+        case WebhookCredentialCreate():
+            webhook_auth: dict[str, Any] = {"type": data.auth.type}
+            webhook_secrets: dict[str, str] = {}
+            if isinstance(data.auth, WebhookAuthWithPassword):
+                webhook_auth["username"] = data.auth.username
+                webhook_secrets["password"] = data.auth.password
+            return {"host": data.host, "auth": webhook_auth}, webhook_secrets
         case SimulatorCredentialCreate():
             return {}, {}
 
@@ -169,15 +179,24 @@ async def check_usable(session: AsyncSession, organization_id: str, credential_i
 
 
 async def check_assignable(
-    session: AsyncSession, organization_id: str, credential_id: str, field_name: str
+    session: AsyncSession,
+    organization_id: str,
+    credential_id: str,
+    field_name: str,
+    *,
+    for_webhook: bool = False,
 ) -> ServiceCredential:
-    """For another resource pointing at a credential: it must be the organization's own and not
-    deactivated; a 422 naming `field_name` otherwise."""
+    """For another resource pointing at a credential: it must be the organization's own, not
+    deactivated, and of the right kind (a `webhook` one for a webhook, any other for mail); a
+    422 naming `field_name` otherwise."""
     credential = await repository.get(session, organization_id, credential_id)
     if credential is None:
         raise invalid_field(field_name, f"no credential {credential_id} in this organization")
     if credential.status == CredentialStatus.DEACTIVATED:
         raise invalid_field(field_name, f"credential {credential_id} is deactivated")
+    if for_webhook != (credential.type == WEBHOOK):
+        kind = "a webhook" if for_webhook else "a mail"
+        raise invalid_field(field_name, f"credential {credential_id} is not {kind} credential")
     return credential
 
 

@@ -26,7 +26,6 @@ from postroom.webhooks.models import DeliveryStatus, Webhook, WebhookStatus, Web
 WEBHOOK_PREFIX = "wh_"
 EVENT_PREFIX = "evt_"
 DELIVERY_PREFIX = "msg_"
-CREDENTIAL_TYPE = "webhook"
 
 # The organizations seen to have no active webhook, and until when (time.monotonic()) that is
 # believed without asking the database again: emit runs for every outcome a worker records, and
@@ -143,11 +142,9 @@ async def _check_credential(
 ) -> None:
     if credential_id is None:
         return
-    credential = await credentials.check_assignable(
-        session, organization_id, credential_id, "credentialHash"
+    await credentials.check_assignable(
+        session, organization_id, credential_id, "credentialHash", for_webhook=True
     )
-    if credential.type != CREDENTIAL_TYPE:
-        raise invalid_field("credentialHash", f"credential {credential_id} is not a webhook one")
 
 
 async def create_webhook(
