@@ -1,5 +1,6 @@
 """What every resource operation shares, added to the generated OpenAPI document in one place:
-the Idempotency-Key header, rate-limit headers and answers, the body-size answer."""
+the Idempotency-Key header, rate-limit headers and answers, the body-size answer; and the
+webhook event types (the document's `webhooks` section)."""
 
 from typing import Any
 
@@ -46,6 +47,7 @@ def document_cross_cutting(app: FastAPI) -> dict[str, Any]:
         version=app.version,
         description=app.description,
         routes=app.routes,
+        webhooks=app.webhooks.routes,
         servers=app.servers,
     )
     for path, operations in schema["paths"].items():

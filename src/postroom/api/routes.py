@@ -11,6 +11,7 @@ from postroom.files.router import router as files
 from postroom.messages.router import router as messages
 from postroom.senders.router import router as senders
 from postroom.senders.router import verifications
+from postroom.webhooks.router import events as webhook_events
 from postroom.webhooks.router import router as webhooks
 from postroom.webhooks.router import tracking as webhook_tracking
 
@@ -31,6 +32,7 @@ def include_routes(app: FastAPI) -> None:
     app.include_router(metrics.router)
     app.include_router(resources)
     app.include_router(verifications, dependencies=[Depends(refuse_nul)])
+    app.webhooks.include_router(webhook_events)
     # Rebilly's server URL carries the organization; its SDK puts it in every path. The same
     # operations answer there (api/deps.py checks the id), documented once via `servers`.
     app.include_router(resources, prefix="/organizations/{organizationId}", include_in_schema=False)

@@ -11,10 +11,12 @@ from postroom.api.problems import problem_responses
 from postroom.api.wire import resource_url
 from postroom.core.listing import ListQuery
 from postroom.webhooks import service
+from postroom.webhooks.events import EventType
 from postroom.webhooks.models import Webhook, WebhookTracking
 from postroom.webhooks.schemas import (
     LIST_FIELDS,
     TRACKING_LIST_FIELDS,
+    EventPayload,
     SecretRotated,
     WebhookCreated,
     WebhookPatch,
@@ -234,3 +236,38 @@ async def resend(
 ) -> Response:
     await service.resend(session, organization_id, id, clock.now())
     return Response(status_code=204)
+
+
+# The event types, documented in the OpenAPI document's `webhooks` section: what postroom sends
+# to a webhook's URL (these handlers are never called).
+events = APIRouter(tags=["Webhooks"])
+_EVENT_DOCS = {
+    EventType.SENT: "The message was accepted by the receiving service; it is `sent`.",
+    EventType.FAILED: "The message failed for good; it is `failed`.",
+    EventType.ATTEMPT_FAILED: "An attempt failed transiently; the message stays in `outbox` "
+    "and will be tried again.",
+    EventType.OUTCOME_UNKNOWN: "An attempt was cut off after the message data went out: the "
+    "service may have accepted it. The message stays in `outbox` (or fails, per "
+    "POSTROOM_DELIVERY__UNKNOWN_OUTCOME).",
+}
+
+
+def _document_event(event_type: EventType, description: str) -> None:
+    async def receive(body: EventPayload) -> None:
+        raise NotImplementedError
+
+    events.add_api_route(
+        str(event_type),
+        receive,
+        methods=["POST"],
+        operation_id=f"Event_{event_type.name.title().replace('_', '')}",
+        summary=str(event_type),
+        description=description + " Answer 2xx to acknowledge; anything else is retried "
+        "(410 disables the webhook). The same event may arrive more than once: drop "
+        "duplicates by the `webhook-id` header.",
+        status_code=204,
+    )
+
+
+for _type, _description in _EVENT_DOCS.items():
+    _document_event(_type, _description)

@@ -7,6 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from postroom.api.wire import SelfLink, TextLine, WireStr, WireTime
 from postroom.core.listing import FieldKind, ListField
+from postroom.delivery.schemas import DeliveryAttemptRead
+from postroom.messages.schemas import EmailMessageRead
 from postroom.webhooks.events import EventType
 from postroom.webhooks.models import Webhook, WebhookStatus, WebhookTracking
 
@@ -116,6 +118,29 @@ class SecretRotated(WebhookCreated):
         alias="previousSecretUntil",
         description="Until then, requests carry a signature with the previous secret too.",
     )
+
+
+class EventData(BaseModel):
+    email_message: EmailMessageRead = Field(
+        alias="emailMessage",
+        description="The message as GET /email-messages/{id} returns it, after the change; its "
+        "`_links` are relative to the server's root.",
+    )
+    attempt: DeliveryAttemptRead | None = Field(
+        None,
+        description="The attempt that caused the event, as /email-messages/{id}/attempts "
+        "shows it; absent when the message failed before any attempt.",
+    )
+
+
+class EventPayload(BaseModel):
+    """The body of every webhook request, the same bytes on every retry. Signed per Standard
+    Webhooks (webhook-id, webhook-timestamp, webhook-signature headers)."""
+
+    id: str = Field(description="The event's id (evt_…).")
+    type: EventType
+    occurred_time: WireTime = Field(alias="occurredTime")
+    data: EventData
 
 
 class WebhookTrackingRead(BaseModel):
