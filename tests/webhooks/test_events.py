@@ -180,3 +180,18 @@ class TestMatching:
                 assert [e.entity_id for e in events] == [their_message["id"]]
                 assert mine["id"] not in {e.entity_id for e in events}
                 assert {d.webhook_id for d in await _deliveries(h)} == {their_hook["id"]}
+
+
+class TestDeletion:
+    async def test_deleting_a_webhook_takes_its_pending_deliveries_with_it(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        with smtp_server() as smtp:
+            async with harness_factory(smtp_url=_smtp_url(smtp.port)) as h:
+                hook = await make_webhook(h.client, eventsFilter=[])
+                await make_message(h.client, status="outbox")
+                await h.deliver()
+                assert len(await _deliveries(h)) == 1
+                assert (await h.client.delete(f"/webhooks/{hook['id']}")).status_code == 204
+                assert await _deliveries(h) == []
+                assert len(await _events(h)) == 1  # the event stays: other webhooks may have it
