@@ -118,6 +118,16 @@ class TestCrud:
             assert body["secret"] != created["secret"]
             assert body["previousSecretUntil"] is not None
 
+    async def test_an_organization_has_at_most_the_configured_number(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        async with harness_factory() as h:
+            h.settings.webhooks.max_per_organization = 2
+            await make_webhook(h.client)
+            await make_webhook(h.client)
+            response = await h.client.post("/webhooks", json={"method": "POST", "url": URL})
+            assert response.status_code == 409, response.text
+
 
 class TestValidation:
     @pytest.mark.parametrize(

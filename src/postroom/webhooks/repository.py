@@ -179,6 +179,13 @@ async def active_webhooks(session: AsyncSession, organization_id: str) -> list[W
     return list(found.all())
 
 
+async def count_webhooks(session: AsyncSession, organization_id: str) -> int:
+    count = await session.scalar(
+        select(func.count()).where(Webhook.organization_id == organization_id)
+    )
+    return int(count or 0)
+
+
 async def add_events(
     session: AsyncSession,
     events: Sequence[Mapping[str, Any]],

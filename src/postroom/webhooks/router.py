@@ -68,7 +68,7 @@ async def list_webhooks(
                 }
             }
         },
-        **problem_responses(400, 401, 422),
+        **problem_responses(400, 401, 409, 422),
     },
 )
 async def create_webhook(
@@ -82,7 +82,13 @@ async def create_webhook(
     box: SecretBoxDep,
 ) -> WebhookCreated:
     webhook, secret = await service.create_webhook(
-        session, organization_id, body.fields(), box, settings.destination_policy(), clock.now()
+        session,
+        organization_id,
+        body.fields(),
+        box,
+        settings.destination_policy(),
+        clock.now(),
+        max_webhooks=settings.webhooks.max_per_organization,
     )
     read = _read(request, webhook)
     response.headers["Location"] = read.links[0].href

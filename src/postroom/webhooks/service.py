@@ -17,7 +17,7 @@ from postroom.core.destinations import DestinationPolicy
 from postroom.core.ids import new_id
 from postroom.core.listing import ListQuery
 from postroom.credentials import service as credentials
-from postroom.errors import NotFound, invalid_field
+from postroom.errors import Conflict, NotFound, invalid_field
 from postroom.messages import service as messages
 from postroom.webhooks import matching, repository
 from postroom.webhooks.events import EventToEmit
@@ -154,9 +154,13 @@ async def create_webhook(
     box: SecretBox,
     policy: DestinationPolicy,
     now: datetime,
+    *,
+    max_webhooks: int,
 ) -> tuple[Webhook, str]:
     """The new webhook and its signing secret in clear (shown this once)."""
     now = now.replace(microsecond=0)
+    if await repository.count_webhooks(session, organization_id) >= max_webhooks:
+        raise Conflict(f"an organization may have at most {max_webhooks} webhooks")
     check_url(fields["url"], policy)
     check_filter(fields.get("filter"))
     await _check_credential(session, organization_id, fields.get("credential_id"))
