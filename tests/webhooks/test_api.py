@@ -92,6 +92,23 @@ class TestCrud:
             assert (await h.client.delete(f"/webhooks/{created['id']}")).status_code == 204
             assert (await h.client.get(f"/webhooks/{created['id']}")).status_code == 404
 
+    async def test_put_of_a_new_id_creates_it_with_its_secret(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        async with harness_factory() as h:
+            body = {"method": "POST", "url": URL}
+            created = await h.client.put("/webhooks/my-hook-1", json=body)
+            assert created.status_code == 201, created.text
+            assert created.json()["id"] == "my-hook-1"
+            assert created.json()["secret"].startswith("whsec_")
+            assert created.headers["Location"].endswith("/webhooks/my-hook-1")
+            again = await h.client.put("/webhooks/my-hook-1", json={**body, "method": "PUT"})
+            assert again.status_code == 200, again.text
+            assert "secret" not in again.json()
+            assert again.json()["method"] == "PUT"
+            bad = await h.client.put("/webhooks/bad id!", json=body)
+            assert bad.status_code == 422
+
     async def test_list_filters_sorts_and_pages(self, harness_factory: HarnessFactory) -> None:
         async with harness_factory() as h:
             first = await make_webhook(h.client)
@@ -199,7 +216,7 @@ class TestIsolation:
             put = await h.client.put(
                 f"/webhooks/{their_hook['id']}", json={"method": "POST", "url": URL}
             )
-            assert put.status_code == 404
+            assert put.status_code == 409  # their id is taken: neither replaced nor shown
             rotate = await h.client.post(f"/webhooks/{their_hook['id']}/rotate-secret")
             assert rotate.status_code == 404
             listed = await h.client.get("/webhooks")

@@ -179,6 +179,11 @@ async def active_webhooks(session: AsyncSession, organization_id: str) -> list[W
     return list(found.all())
 
 
+async def webhook_id_taken(session: AsyncSession, webhook_id: str) -> bool:
+    """By any organization's webhook."""
+    return await session.scalar(select(Webhook.id).where(Webhook.id == webhook_id)) is not None
+
+
 async def count_webhooks(session: AsyncSession, organization_id: str) -> int:
     count = await session.scalar(
         select(func.count()).where(Webhook.organization_id == organization_id)

@@ -3,7 +3,8 @@
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import JSONResponse
 
 from postroom.api.collections import PAGINATION_HEADERS, collection_query, set_pagination_headers
 from postroom.api.deps import ClockDep, OrganizationDep, SecretBoxDep, SessionDep, SettingsDep
@@ -110,24 +111,54 @@ async def get_webhook(
 @router.put(
     "/{id}",
     operation_id="PutWebhook",
-    summary="Update a webhook",
-    description="Replaces every field of an existing webhook. Setting `status` to `active` "
-    "again clears the record of its failures.",
-    responses=problem_responses(400, 401, 404, 422),
+    summary="Upsert a webhook",
+    response_model=WebhookRead,
+    description="Replaces every field of the webhook of this id, or creates it (201, with its "
+    "`secret`, shown this once). Setting `status` to `active` again clears the record of its "
+    "failures.",
+    responses={
+        201: {
+            "model": WebhookCreated,
+            "description": "Webhook created.",
+            "headers": {
+                "Location": {
+                    "description": "URL of the new webhook",
+                    "schema": {"type": "string", "format": "uri"},
+                }
+            },
+        },
+        **problem_responses(400, 401, 409, 422),
+    },
 )
 async def put_webhook(
-    id: str,
+    id: Annotated[str, Path(max_length=50, pattern=r"^[@~\-\.\w]+$")],
     body: WebhookWrite,
     request: Request,
     session: SessionDep,
     organization_id: OrganizationDep,
     clock: ClockDep,
     settings: SettingsDep,
-) -> WebhookRead:
-    webhook = await service.update_webhook(
-        session, organization_id, id, body.fields(), settings.destination_policy(), clock.now()
+    box: SecretBoxDep,
+) -> Response | WebhookRead:
+    webhook, secret = await service.put_webhook(
+        session,
+        organization_id,
+        id,
+        body.fields(),
+        box,
+        settings.destination_policy(),
+        clock.now(),
+        max_webhooks=settings.webhooks.max_per_organization,
     )
-    return _read(request, webhook)
+    read = _read(request, webhook)
+    if secret is None:
+        return read
+    created = WebhookCreated(**read.model_dump(by_alias=True), secret=secret)
+    return JSONResponse(
+        created.model_dump(mode="json", by_alias=True),
+        status_code=201,
+        headers={"Location": read.links[0].href},
+    )
 
 
 @router.patch(

@@ -156,8 +156,10 @@ async def create_webhook(
     now: datetime,
     *,
     max_webhooks: int,
+    webhook_id: str | None = None,
 ) -> tuple[Webhook, str]:
-    """The new webhook and its signing secret in clear (shown this once)."""
+    """The new webhook (of `webhook_id`, for PUT's upsert) and its signing secret in clear
+    (shown this once)."""
     now = now.replace(microsecond=0)
     if await repository.count_webhooks(session, organization_id) >= max_webhooks:
         raise Conflict(f"an organization may have at most {max_webhooks} webhooks")
@@ -165,8 +167,10 @@ async def create_webhook(
     check_filter(fields.get("filter"))
     await _check_credential(session, organization_id, fields.get("credential_id"))
     secret = new_secret()
+    if webhook_id is not None and await repository.webhook_id_taken(session, webhook_id):
+        raise Conflict(f"the id {webhook_id} is taken")
     webhook = Webhook(
-        id=new_id(WEBHOOK_PREFIX),
+        id=webhook_id or new_id(WEBHOOK_PREFIX),
         organization_id=organization_id,
         status=fields.get("status", WebhookStatus.ACTIVE),
         inactive_reason=None,
@@ -232,6 +236,33 @@ async def update_webhook(
     webhook.updated_time = now.replace(microsecond=0)
     await session.flush()
     return webhook
+
+
+async def put_webhook(
+    session: AsyncSession,
+    organization_id: str,
+    webhook_id: str,
+    fields: dict[str, Any],
+    box: SecretBox,
+    policy: DestinationPolicy,
+    now: datetime,
+    *,
+    max_webhooks: int,
+) -> tuple[Webhook, str | None]:
+    """Rebilly's upsert: replaces the organization's webhook of that id, or creates it (then
+    with its new secret, else None)."""
+    if await repository.get_webhook(session, organization_id, webhook_id) is None:
+        return await create_webhook(
+            session,
+            organization_id,
+            fields,
+            box,
+            policy,
+            now,
+            max_webhooks=max_webhooks,
+            webhook_id=webhook_id,
+        )
+    return await update_webhook(session, organization_id, webhook_id, fields, policy, now), None
 
 
 async def delete_webhook(session: AsyncSession, organization_id: str, webhook_id: str) -> None:
