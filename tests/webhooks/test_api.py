@@ -161,6 +161,8 @@ class TestValidation:
             ({"status": "paused"}, "status"),
             ({"credentialHash": "crd_missing"}, "credentialHash"),
             ({"headers": [{"name": "Bad Name", "value": "x"}]}, "headers"),
+            ({"headers": [{"name": "Webhook-Signature", "value": "v1,x"}]}, "headers"),
+            ({"headers": [{"name": "Content-Type", "value": "text/plain"}]}, "headers"),
         ],
     )
     async def test_bad_input_is_422_naming_the_field(

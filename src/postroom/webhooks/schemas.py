@@ -3,7 +3,7 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from postroom.api.wire import SelfLink, TextLine, WireStr, WireTime
 from postroom.core.listing import FieldKind, ListField
@@ -23,10 +23,22 @@ HeaderName = Annotated[
 ]
 
 
+# Set by postroom on every request (the signature's, the body's, the connection's).
+RESERVED_HEADERS = frozenset(
+    {"content-type", "content-length", "host", "transfer-encoding", "connection"}
+)
+
+
+def _not_reserved(name: str) -> str:
+    if name.lower() in RESERVED_HEADERS or name.lower().startswith("webhook-"):
+        raise ValueError(f"{name} is set by postroom")
+    return name
+
+
 class Header(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    name: HeaderName
+    name: Annotated[HeaderName, AfterValidator(_not_reserved)]
     value: Annotated[TextLine, StringConstraints(max_length=2000)]
     status: Literal["active", "inactive"] = "active"
 
