@@ -263,6 +263,9 @@ class WebhookSettings(BaseModel):
         description="after a secret is rotated, requests carry a signature with the previous "
         "secret too for this long",
     )
+    max_per_organization: int = Field(
+        100, ge=1, description="webhooks an organization may have; one more is a 409"
+    )
 
     @model_validator(mode="after")
     def _attempt_within_lease(self) -> "WebhookSettings":

@@ -160,6 +160,30 @@ class TestOpenApi:
         assert {"SecretApiKey": []} in security
         assert {"BearerApiKey": []} in security
 
+    def test_the_webhook_event_types_are_documented_with_their_payload(
+        self, spec: dict[str, Any]
+    ) -> None:
+        assert sorted(spec["webhooks"]) == [
+            "email-message-attempt-failed",
+            "email-message-failed",
+            "email-message-outcome-unknown",
+            "email-message-sent",
+        ]
+        for event in spec["webhooks"].values():
+            body = event["post"]["requestBody"]["content"]["application/json"]["schema"]
+            payload = resolve(spec, body)
+            assert set(payload["properties"]) == {"id", "type", "occurredTime", "data"}
+            data = resolve(spec, payload["properties"]["data"])
+            assert set(data["properties"]) == {"emailMessage", "attempt"}
+
+    def test_webhook_paths_have_rebillys_operation_ids(self, spec: dict[str, Any]) -> None:
+        assert operation(spec, "/webhooks", "get")["operationId"] == "GetWebhookCollection"
+        assert operation(spec, "/webhooks", "post")["operationId"] == "PostWebhook"
+        assert operation(spec, "/webhooks/{id}", "put")["operationId"] == "PutWebhook"
+        assert operation(spec, "/webhooks/{id}", "delete")["operationId"] == "DeleteWebhook"
+        resend = operation(spec, "/tracking/webhooks/{id}/resend", "post")
+        assert resend["operationId"] == "PostTrackingWebhookResendRequest"
+
     def test_document_is_valid_openapi(self, spec: dict[str, Any]) -> None:
         # Not a dependency of postroom: checked where it happens to be installed.
         validator = pytest.importorskip("openapi_spec_validator")

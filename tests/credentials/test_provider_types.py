@@ -127,7 +127,7 @@ class TestCreate:
         assert field in [f["field"] for f in response.json()["invalidFields"]]
 
     async def test_an_unsupported_type_is_404_on_post_too(self, client: httpx.AsyncClient) -> None:
-        response = await client.post("/service-credentials/webhook", json={"type": "webhook"})
+        response = await client.post("/service-credentials/paypal", json={"type": "paypal"})
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/problem+json"
 

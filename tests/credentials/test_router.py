@@ -94,7 +94,7 @@ class TestCreate:
         assert field in [f["field"] for f in response.json()["invalidFields"]]
 
     async def test_unsupported_type_is_404(self, client: httpx.AsyncClient) -> None:
-        response = await client.get("/service-credentials/webhook")
+        response = await client.get("/service-credentials/paypal")
         assert response.status_code == 404
 
 

@@ -1,6 +1,7 @@
 """What every resource operation shares, added to the generated OpenAPI document in one place:
-the Idempotency-Key header, rate-limit headers and answers, the body-size answer, and the
-outage (503) and full-disk (507) answers of api/failures.py."""
+the Idempotency-Key header, rate-limit headers and answers, the body-size answer, the outage
+(503) and full-disk (507) answers of api/failures.py; and the webhook event types (the
+document's `webhooks` section)."""
 
 from typing import Any
 
@@ -55,6 +56,7 @@ def document_cross_cutting(app: FastAPI) -> dict[str, Any]:
         version=app.version,
         description=app.description,
         routes=app.routes,
+        webhooks=app.webhooks.routes,
         servers=app.servers,
     )
     for path, operations in schema["paths"].items():

@@ -13,6 +13,9 @@ from postroom.files.router import router as files
 from postroom.messages.router import router as messages
 from postroom.senders.router import router as senders
 from postroom.senders.router import verifications
+from postroom.webhooks.router import events as webhook_events
+from postroom.webhooks.router import router as webhooks
+from postroom.webhooks.router import tracking as webhook_tracking
 
 # Every resource route may answer 400 (refuse_nul) and 422 (request validation); declared here so
 # that FastAPI does not document its own 422 shape, which is not what api/problems.py sends.
@@ -25,6 +28,8 @@ resources.include_router(attachments)
 resources.include_router(senders)
 resources.include_router(api_keys)
 resources.include_router(organizations)
+resources.include_router(webhooks)
+resources.include_router(webhook_tracking)
 
 
 def include_routes(app: FastAPI) -> None:
@@ -32,6 +37,7 @@ def include_routes(app: FastAPI) -> None:
     app.include_router(metrics.router)
     app.include_router(resources)
     app.include_router(verifications, dependencies=[Depends(refuse_nul)])
+    app.webhooks.include_router(webhook_events)
     # Rebilly's server URL carries the organization; its SDK puts it in every path. The same
     # operations answer there (api/deps.py checks the id), documented once via `servers`.
     app.include_router(resources, prefix="/organizations/{organizationId}", include_in_schema=False)

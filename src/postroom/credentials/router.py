@@ -20,6 +20,7 @@ from postroom.credentials.schemas import (
     CredentialPatch,
     CredentialRead,
     SmtpCredentialCreate,
+    WebhookCredentialCreate,
     read_model,
 )
 from postroom.errors import invalid_field
@@ -27,7 +28,8 @@ from postroom.errors import invalid_field
 TYPES_DOC = (
     "Types: `smtp`, `sendgrid`, `mailgun`, `postmark`, `aws-ses`, and postroom's own "
     "`simulator` (sends nothing; answers by recipient address: `delivered@`, `softfail@`, "
-    "`hardfail@`, `timeout@`, `ratelimited@`; see the README)."
+    "`hardfail@`, `timeout@`, `ratelimited@`; see the README); and `webhook` (`host`, `auth` "
+    "none/basic/digest: HTTP auth for webhooks named by their `credentialHash`)."
 )
 
 
@@ -121,7 +123,7 @@ async def create_service_credential(
 ) -> CredentialRead:
     if body.type != type:
         raise invalid_field("type", f"must match the path: {type}")
-    if isinstance(body, SmtpCredentialCreate):
+    if isinstance(body, SmtpCredentialCreate | WebhookCredentialCreate):
         service.check_destination(body.host, settings.destination_policy())
     credential = await service.create_credential(session, organization_id, body, box, clock.now())
     read = _read(request, credential)

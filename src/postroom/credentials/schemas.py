@@ -1,6 +1,7 @@
 """The wire shape of /service-credentials/{type}: SmtpCredential.yaml, SendGridCredential.yaml,
-MailgunCredential.yaml, PostmarkCredential.yaml, SESCredential.yaml, and postroom's own
-`simulator`. Secret fields are write-only: accepted on create, never part of a read model."""
+MailgunCredential.yaml, PostmarkCredential.yaml, SESCredential.yaml, WebhookCredential.yaml
+(HTTP auth for webhooks, not for mail), and postroom's own `simulator`. Secret fields are
+write-only: accepted on create, never part of a read model."""
 
 from typing import Annotated, Any, Literal
 
@@ -105,6 +106,29 @@ class SesCredentialCreate(_CredentialCreate):
     )
 
 
+class WebhookAuthNone(BaseModel):
+    model_config = _strict
+    type: Literal["none"]
+
+
+class WebhookAuthWithPassword(BaseModel):
+    """WebhookAuthorizationBasic.yaml and WebhookAuthorizationDigest.yaml."""
+
+    model_config = _strict
+    type: Literal["basic", "digest"]
+    username: SecretLine = Field(min_length=1, max_length=255)
+    password: Secret
+
+
+WebhookAuth = Annotated[WebhookAuthNone | WebhookAuthWithPassword, Field(discriminator="type")]
+
+
+class WebhookCredentialCreate(_CredentialCreate):
+    type: Literal["webhook"]
+    host: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9-.]+$")
+    auth: WebhookAuth = Field(default_factory=lambda: WebhookAuthNone(type="none"))
+
+
 class SimulatorCredentialCreate(_CredentialCreate):
     """postroom's own type: sends nothing, answers by recipient address (see the README)."""
 
@@ -117,6 +141,7 @@ CredentialCreate = Annotated[
     | MailgunCredentialCreate
     | PostmarkCredentialCreate
     | SesCredentialCreate
+    | WebhookCredentialCreate
     | SimulatorCredentialCreate,
     Field(discriminator="type"),
 ]
@@ -230,13 +255,37 @@ class SimulatorCredentialPatch(_CredentialPatch):
     type: Literal["simulator"]
 
 
+class WebhookAuthPatchWithPassword(BaseModel):
+    """As on create, but the password may be left out to keep the stored one."""
+
+    model_config = _strict
+    type: Literal["basic", "digest"]
+    username: SecretLine = Field(min_length=1, max_length=255)
+    password: Secret | None = None
+
+
+WebhookAuthPatch = Annotated[
+    WebhookAuthNone | WebhookAuthPatchWithPassword, Field(discriminator="type")
+]
+
+
+class WebhookCredentialPatch(_CredentialPatch):
+    type: Literal["webhook"]
+    host: Annotated[
+        Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9-.]+$")] | None,
+        NotNull,
+    ] = None
+    auth: Annotated[WebhookAuthPatch | None, NotNull] = None
+
+
 CredentialPatch = Annotated[
     SmtpCredentialPatch
     | SendGridCredentialPatch
     | MailgunCredentialPatch
     | PostmarkCredentialPatch
     | SesCredentialPatch
-    | SimulatorCredentialPatch,
+    | SimulatorCredentialPatch
+    | WebhookCredentialPatch,
     Field(discriminator="type"),
 ]
 
@@ -249,6 +298,16 @@ class SmtpAuthUserRead(BaseModel):
 
 
 SmtpAuthRead = SmtpAuthNone | SmtpAuthUserRead
+
+
+class WebhookAuthUserRead(BaseModel):
+    """The auth block as shown: its type and username, never the password."""
+
+    type: Literal["basic", "digest"]
+    username: str
+
+
+WebhookAuthRead = WebhookAuthNone | WebhookAuthUserRead
 
 
 class _CredentialRead(BaseModel):
@@ -295,6 +354,12 @@ class SesCredentialRead(_CredentialRead):
     )
 
 
+class WebhookCredentialRead(_CredentialRead):
+    type: Literal["webhook"] = "webhook"
+    host: str
+    auth: WebhookAuthRead
+
+
 class SimulatorCredentialRead(_CredentialRead):
     type: Literal["simulator"] = "simulator"
 
@@ -305,6 +370,7 @@ CredentialRead = Annotated[
     | MailgunCredentialRead
     | PostmarkCredentialRead
     | SesCredentialRead
+    | WebhookCredentialRead
     | SimulatorCredentialRead,
     Field(discriminator="type"),
 ]
@@ -354,6 +420,15 @@ def read_model(credential: ServiceCredential, href: str) -> CredentialRead:
                 key=settings["access_key"],
                 region=settings["region"],
                 configuration_set_name=settings.get("configuration_set"),
+            )
+        case "webhook":
+            auth = settings["auth"]
+            return WebhookCredentialRead(
+                **common,
+                host=settings["host"],
+                auth=WebhookAuthNone(type="none")
+                if auth["type"] == "none"
+                else WebhookAuthUserRead.model_validate(auth),
             )
         case "simulator":
             return SimulatorCredentialRead(**common)

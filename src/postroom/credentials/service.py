@@ -26,11 +26,15 @@ from postroom.credentials.schemas import (
     SmtpAuthPatchWithPassword,
     SmtpAuthWithPassword,
     SmtpCredentialCreate,
+    WebhookAuthPatchWithPassword,
+    WebhookAuthWithPassword,
+    WebhookCredentialCreate,
 )
 from postroom.errors import NotFound, invalid_field
 
 ID_PREFIX = "crd_"
-TYPES = ("smtp", "sendgrid", "mailgun", "postmark", "aws-ses", "simulator")
+TYPES = ("smtp", "sendgrid", "mailgun", "postmark", "aws-ses", "simulator", "webhook")
+WEBHOOK = "webhook"  # HTTP auth for webhook requests: never a way to send mail
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,13 @@ def _split(data: CredentialCreate) -> tuple[dict[str, Any], dict[str, str]]:
                 "configuration_set": data.configuration_set_name,
             }
             return settings, {"secret_key": data.secret}
+        case WebhookCredentialCreate():
+            webhook_auth: dict[str, Any] = {"type": data.auth.type}
+            webhook_secrets: dict[str, str] = {}
+            if isinstance(data.auth, WebhookAuthWithPassword):
+                webhook_auth["username"] = data.auth.username
+                webhook_secrets["password"] = data.auth.password
+            return {"host": data.host, "auth": webhook_auth}, webhook_secrets
         case SimulatorCredentialCreate():
             return {}, {}
 
@@ -160,6 +171,7 @@ _PLACES: dict[str, dict[str, tuple[str, str]]] = {
         "secret": ("secrets", "secret_key"),
     },
     "simulator": {},
+    "webhook": {"host": ("settings", "host")},
 }
 
 
@@ -180,7 +192,9 @@ def _patched(
         return dict(stored)
 
     for name, value in given.items():
-        if name == "auth" and isinstance(value, SmtpAuthPatchWithPassword):
+        if name == "auth" and isinstance(
+            value, SmtpAuthPatchWithPassword | WebhookAuthPatchWithPassword
+        ):
             password = value.password or stored_secrets().get("password")
             if password is None:
                 raise invalid_field("auth.password", "give the password: none is stored")
@@ -225,7 +239,7 @@ async def update_credential(
         changes["max_send_rate"] = given.pop("max_send_rate")
     settings, secrets = _patched(credential, given, box)
     stays_in_use = (status or credential.status) == CredentialStatus.ACTIVE
-    if policy is not None and credential.type == "smtp" and stays_in_use:
+    if policy is not None and credential.type in {"smtp", WEBHOOK} and stays_in_use:
         check_destination(settings["host"], policy)
     if status is not None:
         changes["status"] = status
@@ -252,15 +266,24 @@ async def check_usable(session: AsyncSession, organization_id: str, credential_i
 
 
 async def check_assignable(
-    session: AsyncSession, organization_id: str, credential_id: str, field_name: str
+    session: AsyncSession,
+    organization_id: str,
+    credential_id: str,
+    field_name: str,
+    *,
+    for_webhook: bool = False,
 ) -> ServiceCredential:
-    """For another resource pointing at a credential: it must be the organization's own and not
-    deactivated; a 422 naming `field_name` otherwise."""
+    """For another resource pointing at a credential: it must be the organization's own, not
+    deactivated, and of the right kind (a `webhook` one for a webhook, any other for mail); a
+    422 naming `field_name` otherwise."""
     credential = await repository.get(session, organization_id, credential_id)
     if credential is None:
         raise invalid_field(field_name, f"no credential {credential_id} in this organization")
     if credential.status == CredentialStatus.DEACTIVATED:
         raise invalid_field(field_name, f"credential {credential_id} is deactivated")
+    if for_webhook != (credential.type == WEBHOOK):
+        kind = "a webhook" if for_webhook else "a mail"
+        raise invalid_field(field_name, f"credential {credential_id} is not {kind} credential")
     return credential
 
 

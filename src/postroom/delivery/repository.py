@@ -341,6 +341,18 @@ async def set_pacing(session: AsyncSession, credential_id: str, next_slot_at: da
     )
 
 
+async def attempts_by_id(session: AsyncSession, ids: Sequence[str]) -> list[DeliveryAttempt]:
+    """As the database holds them now (they were just closed by UPDATE statements)."""
+    if not ids:
+        return []
+    found = await session.scalars(
+        select(DeliveryAttempt)
+        .where(DeliveryAttempt.id.in_(ids))
+        .execution_options(populate_existing=True)
+    )
+    return list(found.all())
+
+
 async def attempts_of(session: AsyncSession, message_id: str) -> list[DeliveryAttempt]:
     found = await session.scalars(
         select(DeliveryAttempt)

@@ -23,6 +23,7 @@ from postroom.delivery.mime import AttachmentFile, OutgoingMessage
 from postroom.delivery.models import DeliveryAttempt, Outcome
 from postroom.delivery.pacing import plan_slots
 from postroom.delivery.retry import HELD, GiveUp, decide
+from postroom.delivery.schemas import DeliveryAttemptRead
 from postroom.delivery.transports.base import (
     DeliveryError,
     OutcomeUnknownError,
@@ -35,6 +36,8 @@ from postroom.files.service import FileContent
 from postroom.messages import service as messages
 from postroom.messages.models import EmailMessage, MessageStatus
 from postroom.settings import DeliverySettings
+from postroom.webhooks import service as webhooks
+from postroom.webhooks.events import EventToEmit, EventType
 
 log = logging.getLogger(__name__)
 
@@ -260,12 +263,55 @@ async def claim(
 
 
 async def _settle(
-    session: AsyncSession, answers: Sequence[tuple[messages.DeliveryAnswer, str]]
+    session: AsyncSession,
+    answers: Sequence[tuple[messages.DeliveryAnswer, str]],
+    attempts: Mapping[str, tuple[str, Outcome]] | None = None,
 ) -> None:
     """Writes each final answer (sent, failed) whose lease (token) is still held, taking its
-    message out of the queue."""
+    message out of the queue, and emits its event. `attempts`: the attempt (id, outcome) that
+    produced the answer, by message id."""
     held = await repository.dequeue(session, [(a.message_id, token) for a, token in answers])
-    await messages.record_delivery(session, [a for a, _ in answers if a.message_id in held])
+    recorded = [a for a, _ in answers if a.message_id in held]
+    await messages.record_delivery(session, recorded)
+    await _emit(session, recorded, attempts or {})
+
+
+def _event_type(answer: messages.DeliveryAnswer, outcome: Outcome | None) -> EventType:
+    if answer.status == MessageStatus.SENT:
+        return EventType.SENT
+    if answer.status == MessageStatus.FAILED:
+        return EventType.FAILED
+    return EventType.OUTCOME_UNKNOWN if outcome == Outcome.UNKNOWN else EventType.ATTEMPT_FAILED
+
+
+async def _emit(
+    session: AsyncSession,
+    answers: Sequence[messages.DeliveryAnswer],
+    attempts: Mapping[str, tuple[str, Outcome]],
+) -> None:
+    """The webhook event of each recorded answer, in the transaction that recorded it."""
+    by_organization: dict[str, list[messages.DeliveryAnswer]] = {}
+    for answer in answers:
+        by_organization.setdefault(answer.organization_id, []).append(answer)
+    for organization_id, theirs in by_organization.items():
+        if not await webhooks.listening(session, organization_id):
+            continue
+        ids = [attempts[a.message_id][0] for a in theirs if a.message_id in attempts]
+        loaded = {
+            a.id: DeliveryAttemptRead.of(a).model_dump(mode="json", by_alias=True)
+            for a in await repository.attempts_by_id(session, ids)
+        }
+        events = []
+        for answer in theirs:
+            attempt_id, outcome = attempts.get(answer.message_id, (None, None))
+            events.append(
+                EventToEmit(
+                    _event_type(answer, outcome),
+                    answer.message_id,
+                    loaded.get(attempt_id) if attempt_id else None,
+                )
+            )
+        await webhooks.emit(session, organization_id, events, max(a.at for a in theirs))
 
 
 async def _pace(
@@ -416,10 +462,15 @@ def _write_of(result: Result, settings: DeliverySettings, rng: random.Random) ->
 
 async def _apply(session: AsyncSession, writes: list[_Write]) -> None:
     await repository.close_attempts(session, [w.attempt for w in writes if w.attempt])
+    attempts = {
+        w.result.job.message.id: (w.result.job.attempt_id, w.attempt["b_outcome"])
+        for w in writes
+        if w.attempt
+    }
     settled = [
         (w.answer, w.result.job.lease_token) for w in writes if w.answer and w.retry_at is None
     ]
-    await _settle(session, settled)
+    await _settle(session, settled, attempts)
     retried = []
     for w in writes:
         if w.answer and w.retry_at is not None:
@@ -427,6 +478,7 @@ async def _apply(session: AsyncSession, writes: list[_Write]) -> None:
             if await repository.retry_later(session, job.message.id, job.lease_token, w.retry_at):
                 retried.append(w.answer)
     await messages.record_delivery(session, retried)
+    await _emit(session, retried, attempts)
     missed = [w for w in writes if w.release]
     await repository.delete_attempts(session, [w.result.job.attempt_id for w in missed])
     await repository.release(session, [w.release for w in missed if w.release])

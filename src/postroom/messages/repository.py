@@ -162,10 +162,16 @@ async def queued_with_file(session: AsyncSession, organization_id: str, file_id:
     )
 
 
-async def get_many(session: AsyncSession, message_ids: Collection[str]) -> list[EmailMessage]:
+async def get_many(
+    session: AsyncSession, message_ids: Collection[str], *, fresh: bool = False
+) -> list[EmailMessage]:
+    """`fresh`: rows already in the session are overwritten with what the database holds."""
     if not message_ids:
         return []
-    found = await session.scalars(select(EmailMessage).where(EmailMessage.id.in_(message_ids)))
+    stmt = select(EmailMessage).where(EmailMessage.id.in_(message_ids))
+    if fresh:
+        stmt = stmt.execution_options(populate_existing=True)
+    found = await session.scalars(stmt)
     return list(found.all())
 
 

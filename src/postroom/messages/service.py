@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +19,7 @@ from postroom.errors import Conflict, NotFound
 from postroom.files import service as files
 from postroom.messages import repository
 from postroom.messages.models import EmailMessage, MessageStatus
-from postroom.messages.schemas import EmailMessageCreate
+from postroom.messages.schemas import EmailMessageCreate, EmailMessageRead
 from postroom.senders import service as senders
 
 ID_PREFIX = "mail_msg_"
@@ -236,6 +237,21 @@ async def messages_for_delivery(
 ) -> dict[str, EmailMessage]:
     """The messages of these ids (any organization's: the caller holds their queue leases)."""
     return {m.id: m for m in await repository.get_many(session, message_ids)}
+
+
+async def messages_for_events(
+    session: AsyncSession, message_ids: Collection[str]
+) -> dict[str, EmailMessage]:
+    """The messages of these ids as the database holds them now (read again, not taken from
+    the session: delivery has just changed them with UPDATE statements)."""
+    return {m.id: m for m in await repository.get_many(session, message_ids, fresh=True)}
+
+
+def wire_resource(message: EmailMessage) -> dict[str, Any]:
+    """The message as GET /email-messages/{id} answers it, as JSON, for a webhook payload. Its
+    self link is relative to the server's root: no request gives the base URL here."""
+    read = EmailMessageRead.of(message, f"/email-messages/{message.id}")
+    return read.model_dump(mode="json", by_alias=True)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,6 @@
 """The webhooks tables: endpoints, the event outbox, one delivery per (event, webhook), and one
-tracking row per HTTP attempt.
-
-STAND-IN written on the dispatch branch to the shared data contract of issue 13, because the
-API half's models had not landed when the dispatcher needed them: when merging, take
-i13-webhooks' models.py and migration instead of these."""
+tracking row per HTTP attempt (the shared data contract of issue 13: the API half writes
+webhooks, events and deliveries; the dispatcher claims deliveries and writes tracking)."""
 
 from datetime import datetime
 from enum import StrEnum

@@ -5,9 +5,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from postroom.core.listing import ListQuery, SortKey
+from postroom.db.listing import fetch_page, filtered
 from postroom.webhooks.models import (
     DeliveryStatus,
     Webhook,
@@ -157,6 +159,121 @@ async def deactivate_webhook(
         .values(
             status=DeliveryStatus.FAILED,
             last_error=reason,
+            lease_token=None,
+            leased_until=None,
+            updated_time=now,
+        )
+    )
+
+
+# --- the API half: emit, /webhooks and /tracking/webhooks ---------------------------------
+
+
+async def active_webhooks(session: AsyncSession, organization_id: str) -> list[Webhook]:
+    """One walk of ix_webhooks_organization_id."""
+    found = await session.scalars(
+        select(Webhook).where(
+            Webhook.organization_id == organization_id, Webhook.status == WebhookStatus.ACTIVE
+        )
+    )
+    return list(found.all())
+
+
+async def webhook_id_taken(session: AsyncSession, webhook_id: str) -> bool:
+    """By any organization's webhook."""
+    return await session.scalar(select(Webhook.id).where(Webhook.id == webhook_id)) is not None
+
+
+async def count_webhooks(session: AsyncSession, organization_id: str) -> int:
+    count = await session.scalar(
+        select(func.count()).where(Webhook.organization_id == organization_id)
+    )
+    return int(count or 0)
+
+
+async def add_events(
+    session: AsyncSession,
+    events: Sequence[Mapping[str, Any]],
+    deliveries: Sequence[Mapping[str, Any]],
+) -> None:
+    if events:
+        await session.execute(insert(WebhookEvent), list(events))
+    if deliveries:
+        await session.execute(insert(WebhookDelivery), list(deliveries))
+
+
+async def get_webhook(
+    session: AsyncSession, organization_id: str, webhook_id: str
+) -> Webhook | None:
+    return await session.scalar(
+        select(Webhook).where(Webhook.id == webhook_id, Webhook.organization_id == organization_id)
+    )
+
+
+_webhooks = cast(Table, Webhook.__table__)
+_webhook_columns: dict[str, ColumnElement[Any]] = dict(_webhooks.c.items())
+
+
+async def list_webhooks(
+    session: AsyncSession, organization_id: str, query: ListQuery
+) -> tuple[list[Webhook], int]:
+    base = filtered(
+        select(Webhook).where(Webhook.organization_id == organization_id),
+        query,
+        _webhook_columns,
+        search=func.lower(Webhook.url),
+    )
+    return await fetch_page(
+        session,
+        base,
+        query,
+        _webhook_columns,
+        default_sort=(SortKey("created_time", descending=True),),
+        tiebreak=_webhooks.c.id,
+    )
+
+
+_tracking = cast(Table, WebhookTracking.__table__)
+_tracking_columns: dict[str, ColumnElement[Any]] = dict(_tracking.c.items())
+
+
+async def get_tracking(
+    session: AsyncSession, organization_id: str, tracking_id: str
+) -> WebhookTracking | None:
+    return await session.scalar(
+        select(WebhookTracking).where(
+            WebhookTracking.id == tracking_id, WebhookTracking.organization_id == organization_id
+        )
+    )
+
+
+async def list_tracking(
+    session: AsyncSession, organization_id: str, query: ListQuery
+) -> tuple[list[WebhookTracking], int]:
+    base = filtered(
+        select(WebhookTracking).where(WebhookTracking.organization_id == organization_id),
+        query,
+        _tracking_columns,
+        search=func.lower(WebhookTracking.url),
+    )
+    return await fetch_page(
+        session,
+        base,
+        query,
+        _tracking_columns,
+        default_sort=(SortKey("created_time", descending=True),),
+        tiebreak=_tracking.c.id,
+    )
+
+
+async def requeue_delivery(session: AsyncSession, delivery_id: str, now: datetime) -> None:
+    """Pending, due now, unleased; its id (the webhook-id) and attempt count are kept."""
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id)
+        .values(
+            status=DeliveryStatus.PENDING,
+            due_at=now,
             lease_token=None,
             leased_until=None,
             updated_time=now,
