@@ -11,7 +11,8 @@ from contextvars import ContextVar
 
 DEVELOPER_DOMAINS = ("test", "example", "localhost")
 
-_allowed: ContextVar[bool] = ContextVar("developer_domains_allowed", default=False)
+# Outside a request (tests, internal validation) there is no operator's choice to apply: taken.
+_allowed: ContextVar[bool] = ContextVar("developer_domains_allowed", default=True)
 
 
 def is_developer_domain(domain: str) -> bool:

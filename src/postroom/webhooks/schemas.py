@@ -76,11 +76,18 @@ class WebhookWrite(BaseModel):
         }
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class WebhookPatch(WebhookWrite):
     """Only the fields given change."""
 
     method: Method = "POST"
-    url: Annotated[WireStr, StringConstraints(min_length=1, max_length=2000)] = ""
+    # Never used (a field left out is not applied), and not documented: "" is no valid URL.
+    url: Annotated[WireStr, StringConstraints(min_length=1, max_length=2000)] = Field(
+        "", json_schema_extra=_no_default
+    )
 
 
 class WebhookRead(BaseModel):
