@@ -229,12 +229,15 @@ class TestStatus:
         assert (await client.patch(url, json={"status": "inactive"})).json()["status"] == "inactive"
         deactivated = await client.patch(url, json={"status": "deactivated", "type": type_})
         assert deactivated.json()["deactivationTime"] is not None
-        assert (await client.patch(url, json={"status": "active"})).status_code == 422
+        again = await client.patch(url, json={"status": "active"})
+        assert again.status_code == 422
+        assert [f["field"] for f in again.json()["invalidFields"]] == ["status"]
 
     async def test_a_patch_with_nothing_to_change_is_422(self, client: httpx.AsyncClient) -> None:
         created = await create(client, "simulator", {})
         response = await client.patch(f"/service-credentials/simulator/{created['id']}", json={})
         assert response.status_code == 422
+        assert "at least one field" in response.json()["detail"]
 
     async def test_another_types_path_does_not_find_it(self, client: httpx.AsyncClient) -> None:
         created = await create(client, "postmark", {"serverApiToken": "t"})

@@ -159,6 +159,7 @@ class TestStatus:
         assert deactivated.json()["deactivationTime"] is not None
         again = await client.patch(url, json={"status": "active"})
         assert again.status_code == 422
+        assert [f["field"] for f in again.json()["invalidFields"]] == ["status"]
         assert again.headers["content-type"] == "application/problem+json"
 
     async def test_patch_with_another_type_is_422(self, client: httpx.AsyncClient) -> None:
@@ -168,6 +169,7 @@ class TestStatus:
             json={"status": "inactive", "type": "mailgun"},
         )
         assert response.status_code == 422
+        assert [f["field"] for f in response.json()["invalidFields"]] == ["type"]
 
     async def test_filter_by_status(self, client: httpx.AsyncClient) -> None:
         active = await create(client)

@@ -213,6 +213,7 @@ class TestUpload:
     async def test_empty_raw_body_is_422(self, client: httpx.AsyncClient) -> None:
         response = await client.post("/files", content=b"")
         assert response.status_code == 422
+        assert [f["field"] for f in response.json()["invalidFields"]] == ["file"]
 
     async def test_multipart_without_a_file_part_is_422(self, client: httpx.AsyncClient) -> None:
         response = await client.post(
