@@ -1,6 +1,6 @@
 """webhooks: endpoints, the event outbox, deliveries and tracking
 
-A stand-in of the dispatch branch: the API half's revision of the same id replaces it.
+The tables of issue 13's shared data contract (webhooks/models.py).
 
 Revision ID: 3e6d8b34ab95
 Revises: e7f1a2b3c4d5
