@@ -294,7 +294,8 @@ async def _emit(
     for answer in answers:
         by_organization.setdefault(answer.organization_id, []).append(answer)
     for organization_id, theirs in by_organization.items():
-        if not await webhooks.listening(session, organization_id):
+        hooks = await webhooks.listeners(session, organization_id)
+        if not hooks:
             continue
         ids = [attempts[a.message_id][0] for a in theirs if a.message_id in attempts]
         loaded = {
@@ -311,7 +312,7 @@ async def _emit(
                     loaded.get(attempt_id) if attempt_id else None,
                 )
             )
-        await webhooks.emit(session, organization_id, events, max(a.at for a in theirs))
+        await webhooks.emit(session, organization_id, hooks, events, max(a.at for a in theirs))
 
 
 async def _pace(

@@ -44,28 +44,28 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(random_secrets.token_bytes(24)).decode()
 
 
-async def listening(session: AsyncSession, organization_id: str) -> bool:
-    """Whether the organization has an active webhook (answered from memory for a moment
-    after it was seen to have none)."""
+async def listeners(session: AsyncSession, organization_id: str) -> list[Webhook]:
+    """The organization's active webhooks (none, from memory, for a moment after it was seen
+    to have none)."""
     if _quiet_until.get(organization_id, 0.0) > time.monotonic():
-        return False
-    if await repository.active_webhooks(session, organization_id):
-        return True
-    _quiet_until[organization_id] = time.monotonic() + _QUIET_SECONDS
-    return False
-
-
-async def emit(
-    session: AsyncSession, organization_id: str, events: Sequence[EventToEmit], now: datetime
-) -> None:
-    """Writes an event row per event that some active webhook of the organization wants (its
-    eventsFilter holds the type, empty meaning all; its filter matches the message), and one
-    pending delivery, due now, per such webhook."""
-    if not events or _quiet_until.get(organization_id, 0.0) > time.monotonic():
-        return
+        return []
     hooks = await repository.active_webhooks(session, organization_id)
     if not hooks:
         _quiet_until[organization_id] = time.monotonic() + _QUIET_SECONDS
+    return hooks
+
+
+async def emit(
+    session: AsyncSession,
+    organization_id: str,
+    hooks: Sequence[Webhook],
+    events: Sequence[EventToEmit],
+    now: datetime,
+) -> None:
+    """Writes an event row per event that some of `hooks` (the organization's listeners)
+    wants (its eventsFilter holds the type, empty meaning all; its filter matches the
+    message), and one pending delivery, due now, per such webhook."""
+    if not events or not hooks:
         return
     found = await messages.messages_for_events(session, {e.message_id for e in events})
     filters = {h.id: matching.parse(h.filter) for h in hooks}
