@@ -34,10 +34,15 @@ class BadRequest(PostroomError):
 class Unauthorized(PostroomError):
     status, slug, title = 401, "unauthorized", "Unauthorized"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, scheme: str = "Bearer") -> None:
         # RFC 9110: a 401 names how to authenticate. The key goes as a bearer token (or in
-        # Rebilly's REB-APIKEY header, which no scheme names).
-        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="postroom"'})
+        # Rebilly's REB-APIKEY header, which no scheme names); a provider's event webhook
+        # may use Basic.
+        super().__init__(detail, headers={"WWW-Authenticate": f'{scheme} realm="postroom"'})
+
+
+class Forbidden(PostroomError):
+    status, slug, title = 403, "forbidden", "Forbidden"
 
 
 class NotFound(PostroomError):

@@ -275,6 +275,52 @@ class WebhookSettings(BaseModel):
         return self
 
 
+class EventSettings(BaseModel):
+    """Provider events, bounces and the blocklist (POSTROOM_EVENTS__<FIELD>)."""
+
+    auto_blocklist: bool = Field(
+        True,
+        description="a hard bounce or a complaint puts the recipient on the blocklist "
+        "(source automated-blocklists)",
+    )
+    soft_bounce_limit: int = Field(
+        3,
+        ge=1,
+        description="soft bounces of one recipient (across the organization's messages) that "
+        "put it on the blocklist",
+    )
+    blocklist_days: float | None = Field(
+        None,
+        gt=0,
+        description="how long an automated entry lasts; unset: until removed",
+    )
+    timestamp_tolerance_seconds: float = Field(
+        300,
+        gt=0,
+        description="a signed inbound request whose timestamp is further from now than this "
+        "is refused (a replay)",
+    )
+    bounce_domain: str | None = Field(
+        None,
+        description="the domain whose MX is `postroom bounces`: SMTP sends get the Return-Path "
+        "bounces+<token>@<domain>; unset: the sender's own address",
+    )
+    bounces_host: str = Field("127.0.0.1", description="address `postroom bounces` listens on")
+    bounces_port: int = Field(
+        2525, ge=0, le=65535, description="port `postroom bounces` listens on"
+    )
+    sns_certificate_hosts: str = Field(
+        r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$",
+        description="a regular expression for the hosts SNS signing certificates and "
+        "subscription confirmations are fetched from, over https only",
+    )
+    sns_ca_file: Path | None = Field(
+        None,
+        description="a CA bundle trusted when fetching SNS certificates (tests serve their own); "
+        "unset: the system's",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore"
@@ -319,6 +365,7 @@ class Settings(BaseSettings):
     destinations: DestinationSettings = DestinationSettings()
     senders: SenderSettings = SenderSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    events: EventSettings = EventSettings()
 
     @field_validator("smtp_url")
     @classmethod

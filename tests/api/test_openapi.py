@@ -165,6 +165,10 @@ class TestOpenApi:
     ) -> None:
         assert sorted(spec["webhooks"]) == [
             "email-message-attempt-failed",
+            "email-message-bounced",
+            "email-message-complained",
+            "email-message-deferred",
+            "email-message-delivered",
             "email-message-failed",
             "email-message-outcome-unknown",
             "email-message-sent",
@@ -174,7 +178,7 @@ class TestOpenApi:
             payload = resolve(spec, body)
             assert set(payload["properties"]) == {"id", "type", "occurredTime", "data"}
             data = resolve(spec, payload["properties"]["data"])
-            assert set(data["properties"]) == {"emailMessage", "attempt"}
+            assert set(data["properties"]) == {"emailMessage", "attempt", "event"}
 
     def test_webhook_paths_have_rebillys_operation_ids(self, spec: dict[str, Any]) -> None:
         assert operation(spec, "/webhooks", "get")["operationId"] == "GetWebhookCollection"

@@ -74,6 +74,11 @@ class TestCreate:
         assert (created["type"], created["status"]) == (type_, "active")
         assert created["deactivationTime"] is None and created["maxSendRate"] is None
         common = {"id", "hash", "type", "status", "deactivationTime", "maxSendRate", "_links"}
+        if type_ in ("sendgrid", "mailgun", "postmark", "aws-ses"):
+            # Where the provider's event webhook goes: at the root, unguessable, the same each time.
+            events_url = created.pop("eventsUrl")
+            assert events_url.startswith(f"{client.base_url}/inbound/{created['id']}/")
+            assert len(events_url.rsplit("/", 1)[1]) == 32
         assert {k: v for k, v in created.items() if k not in common} == shown
         if secret is not None:
             assert secret not in response.text

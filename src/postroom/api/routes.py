@@ -8,6 +8,8 @@ from postroom.api.problems import problem_responses
 from postroom.auth.router import api_keys, organizations
 from postroom.credentials.router import router as credentials
 from postroom.delivery.router import router as delivery
+from postroom.events.inbound import router as provider_events
+from postroom.events.router import router as message_events
 from postroom.files.router import attachments_router as attachments
 from postroom.files.router import router as files
 from postroom.messages.router import router as messages
@@ -22,6 +24,7 @@ from postroom.webhooks.router import tracking as webhook_tracking
 resources = APIRouter(dependencies=[Depends(refuse_nul)], responses=problem_responses(400, 422))
 resources.include_router(messages)
 resources.include_router(delivery)
+resources.include_router(message_events)
 resources.include_router(credentials)
 resources.include_router(files)
 resources.include_router(attachments)
@@ -37,6 +40,7 @@ def include_routes(app: FastAPI) -> None:
     app.include_router(metrics.router)
     app.include_router(resources)
     app.include_router(verifications, dependencies=[Depends(refuse_nul)])
+    app.include_router(provider_events)
     app.webhooks.include_router(webhook_events)
     # Rebilly's server URL carries the organization; its SDK puts it in every path. The same
     # operations answer there (api/deps.py checks the id), documented once via `servers`.

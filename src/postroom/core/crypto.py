@@ -2,6 +2,8 @@
 HKDF from the configured secret, so any string of enough entropy can serve as the secret."""
 
 import base64
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -22,6 +24,9 @@ class SecretBox:
             algorithm=hashes.SHA256(), length=32, salt=None, info=b"postroom stored secrets"
         ).derive(secret.encode())
         self._fernet = Fernet(base64.urlsafe_b64encode(key))
+        self._tag_key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"postroom url tags"
+        ).derive(secret.encode())
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()
@@ -31,6 +36,16 @@ class SecretBox:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken:
             raise ValueError("stored secret cannot be decrypted with this secret key") from None
+
+    def tag(self, purpose: str, value: str, length: int = 32) -> str:
+        """An unguessable, stable token for `value` (URL- and local-part-safe: lower-case
+        base32), e.g. the secret part of a credential's inbound URL. Only this secret makes it;
+        `verify_tag` checks one in constant time."""
+        mac = hmac.new(self._tag_key, f"{purpose}:{value}".encode(), hashlib.sha256).digest()
+        return base64.b32encode(mac).decode().rstrip("=").lower()[:length]
+
+    def verify_tag(self, purpose: str, value: str, tag: str, length: int = 32) -> bool:
+        return hmac.compare_digest(self.tag(purpose, value, length).encode(), tag.encode())
 
     def __repr__(self) -> str:
         return "SecretBox(…)"

@@ -11,6 +11,7 @@ from postroom.api.collections import PAGINATION_HEADERS, collection_query, set_p
 from postroom.api.deps import ClockDep, OrganizationDep, SecretBoxDep, SessionDep, SettingsDep
 from postroom.api.problems import problem_responses
 from postroom.api.wire import resource_url
+from postroom.core.crypto import SecretBox
 from postroom.core.listing import ListQuery
 from postroom.credentials import service
 from postroom.credentials.models import ServiceCredential
@@ -24,6 +25,7 @@ from postroom.credentials.schemas import (
     read_model,
 )
 from postroom.errors import invalid_field
+from postroom.events import inbound
 
 TYPES_DOC = (
     "Types: `smtp`, `sendgrid`, `mailgun`, `postmark`, `aws-ses`, and postroom's own "
@@ -78,7 +80,11 @@ ListQueryDep = Annotated[ListQuery, Depends(collection_query(LIST_FIELDS))]
 
 def _read(request: Request, credential: ServiceCredential) -> CredentialRead:
     href = resource_url(request, "service-credentials", credential.type, credential.id)
-    return read_model(credential, href)
+    box: SecretBox = request.app.state.secret_box
+    tag = box.tag(inbound.TAG_PURPOSE, credential.id)
+    return read_model(
+        credential, href, resource_url(request, inbound.events_path(credential.id, tag))
+    )
 
 
 @router.get(

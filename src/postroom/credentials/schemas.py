@@ -321,6 +321,14 @@ class _CredentialRead(BaseModel):
     links: list[SelfLink] = Field(alias="_links")
 
 
+class _ProviderCredentialRead(_CredentialRead):
+    events_url: str = Field(
+        alias="eventsUrl",
+        description="postroom's own: where to point the provider's event webhook (delivered, "
+        "bounced, complained…); unguessable, and the provider's signing is checked too",
+    )
+
+
 class SmtpCredentialRead(_CredentialRead):
     type: Literal["smtp"] = "smtp"
     host: str
@@ -329,22 +337,22 @@ class SmtpCredentialRead(_CredentialRead):
     auth: SmtpAuthRead
 
 
-class SendGridCredentialRead(_CredentialRead):
+class SendGridCredentialRead(_ProviderCredentialRead):
     type: Literal["sendgrid"] = "sendgrid"
 
 
-class MailgunCredentialRead(_CredentialRead):
+class MailgunCredentialRead(_ProviderCredentialRead):
     type: Literal["mailgun"] = "mailgun"
     email_from: str = Field(alias="emailFrom")
     domain: str
     region: Literal["us", "eu"]
 
 
-class PostmarkCredentialRead(_CredentialRead):
+class PostmarkCredentialRead(_ProviderCredentialRead):
     type: Literal["postmark"] = "postmark"
 
 
-class SesCredentialRead(_CredentialRead):
+class SesCredentialRead(_ProviderCredentialRead):
     type: Literal["aws-ses"] = "aws-ses"
     key: str
     region: str
@@ -382,9 +390,9 @@ def _auth(auth: dict[str, str]) -> SmtpAuthRead:
     return SmtpAuthUserRead.model_validate(auth)
 
 
-def read_model(credential: ServiceCredential, href: str) -> CredentialRead:
+def read_model(credential: ServiceCredential, href: str, events_url: str = "") -> CredentialRead:
     """The credential as shown: its public settings, never a secret (those are only in
-    `credential.secret`, which this never reads)."""
+    `credential.secret`, which this never reads). `events_url`: its provider events endpoint."""
     common: dict[str, Any] = {
         "id": credential.id,
         "hash": credential.id,
@@ -404,19 +412,21 @@ def read_model(credential: ServiceCredential, href: str) -> CredentialRead:
                 auth=_auth(settings["auth"]),
             )
         case "sendgrid":
-            return SendGridCredentialRead(**common)
+            return SendGridCredentialRead(**common, events_url=events_url)
         case "mailgun":
             return MailgunCredentialRead(
                 **common,
+                events_url=events_url,
                 email_from=settings["email_from"],
                 domain=settings["domain"],
                 region=settings["region"],
             )
         case "postmark":
-            return PostmarkCredentialRead(**common)
+            return PostmarkCredentialRead(**common, events_url=events_url)
         case "aws-ses":
             return SesCredentialRead(
                 **common,
+                events_url=events_url,
                 key=settings["access_key"],
                 region=settings["region"],
                 configuration_set_name=settings.get("configuration_set"),

@@ -51,6 +51,7 @@ class DeliveryCredential:
     settings: dict[str, Any]
     secrets: dict[str, str] = field(repr=False)
     max_send_rate: float | None = None
+    organization_id: str = ""
 
 
 def require_type(type_: str) -> None:
@@ -316,6 +317,7 @@ async def load_for_delivery(
             settings=c.settings,
             secrets=json.loads(box.decrypt(c.secret)) if c.secret else {},
             max_send_rate=c.max_send_rate,
+            organization_id=c.organization_id,
         )
         for c in await repository.get_many(session, credential_ids)
     }

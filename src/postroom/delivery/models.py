@@ -17,6 +17,7 @@ class Outcome(StrEnum):
     TRANSIENT = "transient"  # refused for now; tried again later
     PERMANENT = "permanent"  # refused for good
     UNKNOWN = "unknown"  # cut off after the data went out: the server may have accepted it
+    SUPPRESSED = "suppressed"  # every recipient is on the blocklist: nothing was sent
 
 
 class QueuedMessage(Base):
@@ -65,8 +66,16 @@ class DeliveryAttempt(Base):
     duration_ms: Mapped[int | None]
     response_code: Mapped[int | None]
     response_body: Mapped[str | None] = mapped_column(Text)
+    # The service's own id for what it accepted (SendGrid X-Message-Id, Postmark MessageID,
+    # Mailgun id, SES MessageId, an SMTP queue id): how its later events find the message.
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    # Recipients left out because they are on the blocklist (blocklists/service.py).
+    suppressed: Mapped[list[str] | None]
 
-    __table_args__ = (Index("ix_delivery_attempts_message", "message_id", "number"),)
+    __table_args__ = (
+        Index("ix_delivery_attempts_message", "message_id", "number"),
+        Index("ix_delivery_attempts_provider_message", "provider_message_id"),
+    )
 
 
 class SendPacing(Base):

@@ -16,7 +16,7 @@ claim runs under BEGIN IMMEDIATE and is atomic by itself. A claimed row is lease
 leased_until) until it is recorded or the lease runs out.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
@@ -387,3 +387,17 @@ async def delete_heartbeats(
 async def workers_seen_since(session: AsyncSession, since: datetime) -> int:
     count = await session.scalar(select(func.count()).where(WorkerHeartbeat.last_seen_at >= since))
     return int(count or 0)
+
+
+async def messages_by_provider_id(
+    session: AsyncSession, provider_message_ids: Collection[str]
+) -> dict[str, str]:
+    """The message each of these provider message ids was accepted as (by an attempt)."""
+    if not provider_message_ids:
+        return {}
+    rows = await session.execute(
+        select(DeliveryAttempt.provider_message_id, DeliveryAttempt.message_id).where(
+            DeliveryAttempt.provider_message_id.in_(list(provider_message_ids))
+        )
+    )
+    return {p: m for p, m in rows.all() if p is not None}

@@ -17,13 +17,24 @@ class DeliveryAttemptRead(BaseModel):
     credential_hash: str | None = Field(alias="credentialHash")
     started_time: WireTime = Field(alias="startedTime")
     finished_time: WireTime | None = Field(alias="finishedTime")
-    outcome: Literal["sent", "transient", "permanent", "unknown"] | None = Field(
+    outcome: Literal["sent", "transient", "permanent", "unknown", "suppressed"] | None = Field(
         description="null while under way; unknown when cut off after the data went out "
-        "(the service may have accepted it)"
+        "(the service may have accepted it); suppressed when every recipient is on the "
+        "blocklist and nothing was sent"
     )
     response_code: int | None = Field(alias="responseCode")
     response_body: str | None = Field(alias="responseBody")
     duration_ms: int | None = Field(alias="durationMs")
+    provider_message_id: str | None = Field(
+        None,
+        alias="providerMessageId",
+        description="the mail service's id for the accepted message, where its answer has one",
+    )
+    suppressed_recipients: list[str] = Field(
+        default_factory=list,
+        alias="suppressedRecipients",
+        description="recipients left out because they are on the blocklist",
+    )
 
     @classmethod
     def of(cls, attempt: DeliveryAttempt) -> "DeliveryAttemptRead":
@@ -38,4 +49,6 @@ class DeliveryAttemptRead(BaseModel):
             response_code=attempt.response_code,
             response_body=attempt.response_body,
             duration_ms=attempt.duration_ms,
+            provider_message_id=attempt.provider_message_id,
+            suppressed_recipients=attempt.suppressed or [],
         )

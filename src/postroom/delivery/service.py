@@ -3,7 +3,7 @@ call), then record what each send produced: sent, retry later, or failed."""
 
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -561,3 +561,11 @@ async def list_attempts(
 ) -> list[DeliveryAttempt]:
     await messages.get_message(session, organization_id, message_id)  # 404 unless theirs
     return await repository.attempts_of(session, message_id)
+
+
+async def messages_by_provider_id(
+    session: AsyncSession, provider_message_ids: Collection[str]
+) -> dict[str, str]:
+    """Message ids by the provider's id for what it accepted (any organization's: the caller
+    checks whose message it is)."""
+    return await repository.messages_by_provider_id(session, provider_message_ids)

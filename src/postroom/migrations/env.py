@@ -8,8 +8,10 @@ from sqlalchemy import Connection, event, text
 
 # Every model module, so that autogenerate sees the whole schema.
 import postroom.auth.models
+import postroom.blocklists.models
 import postroom.credentials.models
 import postroom.delivery.models
+import postroom.events.models
 import postroom.files.models
 import postroom.idempotency.models
 import postroom.messages.models

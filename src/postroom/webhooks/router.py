@@ -286,6 +286,14 @@ _EVENT_DOCS = {
     EventType.OUTCOME_UNKNOWN: "An attempt was cut off after the message data went out: the "
     "service may have accepted it. The message stays in `outbox` (or fails, per "
     "POSTROOM_DELIVERY__UNKNOWN_OUTCOME).",
+    EventType.DELIVERED: "The provider reports the recipient's server accepted the message "
+    "(`data.event`).",
+    EventType.DEFERRED: "The provider reports the recipient's server delayed the message; it "
+    "keeps trying (`data.event`).",
+    EventType.BOUNCED: "The recipient's server refused the message (`data.event.bounceType`: "
+    "hard or soft). A hard bounce puts the address on the blocklist.",
+    EventType.COMPLAINED: "The recipient marked the message as spam; the address goes on the "
+    "blocklist.",
 }
 
 

@@ -8,6 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from postroom.api.wire import SelfLink, TextLine, WireStr, WireTime
 from postroom.core.listing import FieldKind, ListField
 from postroom.delivery.schemas import DeliveryAttemptRead
+from postroom.events.schemas import MessageEventRead
 from postroom.messages.schemas import EmailMessageRead
 from postroom.webhooks.events import EventType
 from postroom.webhooks.models import Webhook, WebhookStatus, WebhookTracking
@@ -149,6 +150,11 @@ class EventData(BaseModel):
         None,
         description="The attempt that caused the event, as /email-messages/{id}/attempts "
         "shows it; absent when the message failed before any attempt.",
+    )
+    event: MessageEventRead | None = Field(
+        None,
+        description="The provider event (delivered, deferred, bounced, complained), as "
+        "/email-messages/{id}/events shows it; present on those four event types only.",
     )
 
 

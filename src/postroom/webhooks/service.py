@@ -87,6 +87,8 @@ async def emit(
         data: dict[str, Any] = {"emailMessage": messages.wire_resource(message)}
         if event.attempt is not None:
             data["attempt"] = dict(event.attempt)
+        if event.event is not None:
+            data["event"] = dict(event.event)
         event_rows.append(
             {
                 "id": event_id,

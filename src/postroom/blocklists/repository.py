@@ -1,0 +1,84 @@
+"""SQL over the blocklists table."""
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from postroom.blocklists.models import BlocklistEntry, BlocklistType
+
+_table = cast(Table, BlocklistEntry.__table__)
+
+
+async def blocking(
+    session: AsyncSession,
+    organization_id: str,
+    addresses: Collection[str],
+    domains: Collection[str],
+    now: datetime,
+) -> list[tuple[str, str]]:
+    """(type, value) of the organization's unexpired entries that name one of these
+    (lower-cased) addresses or domains."""
+    if not addresses and not domains:
+        return []
+    rows = await session.execute(
+        select(BlocklistEntry.type, BlocklistEntry.value).where(
+            BlocklistEntry.organization_id == organization_id,
+            or_(
+                and_(
+                    BlocklistEntry.type == BlocklistType.EMAIL, BlocklistEntry.value.in_(addresses)
+                ),
+                and_(
+                    BlocklistEntry.type == BlocklistType.EMAIL_DOMAIN,
+                    BlocklistEntry.value.in_(domains),
+                ),
+            ),
+            or_(BlocklistEntry.expiration_time.is_(None), BlocklistEntry.expiration_time > now),
+        )
+    )
+    return [(t, v) for t, v in rows.all()]
+
+
+async def add_if_absent(session: AsyncSession, row: dict[str, Any]) -> bool:
+    """Inserts the entry unless the organization already lists (type, value); True if added."""
+    dialect = session.get_bind().dialect.name
+    insert_row = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_table)
+    result = await session.execute(
+        insert_row.values(**row)
+        .on_conflict_do_nothing(index_elements=["organization_id", "type", "value"])
+        .returning(_table.c.id)
+    )
+    return result.first() is not None
+
+
+async def renew_expired(
+    session: AsyncSession,
+    organization_id: str,
+    type_: str,
+    value: str,
+    *,
+    now: datetime,
+    expiration_time: datetime | None,
+    entity_id: str | None,
+) -> None:
+    """An existing entry that has expired applies again (an entry still in force is left as
+    it is: a manual one keeps its own expiry)."""
+    await session.execute(
+        update(_table)
+        .where(
+            _table.c.organization_id == organization_id,
+            _table.c.type == type_,
+            _table.c.value == value,
+            _table.c.expiration_time.is_not(None),
+            _table.c.expiration_time <= now,
+        )
+        .values(
+            expiration_time=expiration_time,
+            entity_id=entity_id,
+            source="automated-blocklists",
+            updated_time=now,
+        )
+    )
