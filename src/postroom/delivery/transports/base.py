@@ -52,3 +52,8 @@ class Transport(Protocol):
     async def send(self, message: OutgoingMessage) -> Receipt: ...
 
     async def aclose(self) -> None: ...
+
+
+# The key under which postroom's message id travels in a provider's custom data (SendGrid
+# custom_args, Postmark Metadata, Mailgun v: variables, SES tags) and comes back in its events.
+MESSAGE_ID_KEY = "postroom_message_id"
