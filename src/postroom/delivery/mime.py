@@ -4,8 +4,8 @@ import base64
 import binascii
 import re
 import secrets
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -37,6 +37,11 @@ class OutgoingMessage:
     date: datetime
     sender_name: str | None = None
     attachments: tuple[AttachmentFile, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    """The message's `metadata`, for providers that carry custom data back in their events."""
+    return_path: str | None = None
+    """The envelope sender (SMTP MAIL FROM) when it is not `sender`: a per-message bounce
+    address (events/bounces.py)."""
 
     @property
     def recipients(self) -> tuple[str, ...]:

@@ -112,6 +112,7 @@ def _outgoing(message: EmailMessage, attachments: tuple[AttachmentFile, ...]) ->
         date=message.initiated_at or message.created_at,
         attachments=attachments,
         sender_name=message.sender_name,
+        metadata=dict(message.metadata_ or {}),
     )
 
 
