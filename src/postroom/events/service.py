@@ -86,6 +86,25 @@ async def _resolve(
     ]
 
 
+MAX_RAW_TEXT = 10_000  # characters of one string of a provider's payload kept
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """A provider's payload as storable JSON: strings made storable (PostgreSQL's JSONB refuses
+    NUL) and bounded, nesting cut at a sane depth."""
+    if depth > 20:
+        return None
+    if isinstance(value, str):
+        return storable(value, MAX_RAW_TEXT)
+    if isinstance(value, Mapping):
+        return {storable(str(k), 200): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v, depth + 1) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return storable(str(value), MAX_RAW_TEXT)
+
+
 def _dedupe_key(event: ProviderEvent) -> str | None:
     if not event.provider_event_id:
         return None
@@ -133,7 +152,7 @@ async def record(
                 if event.diagnostic
                 else None,
                 "dedupe_key": _dedupe_key(event),
-                "raw": dict(event.raw),
+                "raw": _json_safe(event.raw),
                 "occurred_time": event.occurred_at,
                 "created_time": now,
             },
