@@ -64,7 +64,11 @@ router = APIRouter(tags=["Provider events"])
     "(signed event webhook), Mailgun (webhook signing key), Postmark (basic auth in the URL) and "
     "Amazon SES through SNS (signed notifications) are verified before anything is recorded.",
     status_code=200,
-    responses=problem_responses(401, 403, 404),
+    response_class=Response,
+    responses={
+        200: {"description": "Taken (recorded, or ignored when it names no known message)"},
+        **problem_responses(401, 403, 404),
+    },
 )
 async def receive_provider_events(
     credentialId: str,  # noqa: N803 - the path's own spelling
