@@ -381,6 +381,18 @@ class TestRefused:
         assert "SigningCertURL" in response.json()["detail"]
         assert tenant.sns.requests() == before
 
+    async def test_a_certificate_the_sns_host_does_not_serve_is_503_for_sns_to_retry(
+        self, tenant: Tenant
+    ) -> None:
+        message_id = await _message_id(tenant)
+        message = sign(
+            notification(tagged("bounce", message_id), tenant.app.clock.now()),
+            tenant.sns.key,
+            tenant.sns.base_url + "/SimpleNotificationService-missing.pem",
+        )
+        await self._refused(tenant, message, message_id, status=503)
+        assert len(tenant.sns.requests("/SimpleNotificationService-missing.pem")) == 1
+
     async def test_a_stale_timestamp_is_403(self, tenant: Tenant) -> None:
         # SNS retries a delivery with the message's first Timestamp for up to an hour.
         message_id = await _message_id(tenant)
@@ -494,4 +506,18 @@ class TestSubscription:
         )
         before = tenant.sns.requests("/")
         assert (await tenant.post(message)).status_code == 403
+        assert tenant.sns.requests("/") == before
+
+    async def test_an_unsubscribe_confirmation_is_verified_and_fetches_nothing(
+        self, tenant: Tenant
+    ) -> None:
+        fields = {
+            **subscription_confirmation(tenant.sns.subscribe_url(), tenant.app.clock.now()),
+            "Type": "UnsubscribeConfirmation",
+        }
+        before = tenant.sns.requests("/")
+        message = sign(fields, tenant.sns.key, tenant.sns.certificate_url)
+        assert (await tenant.post(message)).status_code == 200
+        forged = sign(fields, new_rsa_key(), tenant.sns.certificate_url)
+        assert (await tenant.post(forged)).status_code == 403
         assert tenant.sns.requests("/") == before
