@@ -393,6 +393,25 @@ class TestRefused:
         await self._refused(tenant, message, message_id, status=503)
         assert len(tenant.sns.requests("/SimpleNotificationService-missing.pem")) == 1
 
+    @pytest.mark.parametrize(
+        "served",
+        [
+            b"-----BEGIN CERTIFICATE-----\n" + b"A" * 70_000 + b"\n-----END CERTIFICATE-----\n",
+            b"not a certificate",
+        ],
+        ids=["too-large", "not-pem"],
+    )
+    async def test_a_certificate_that_is_none_is_403(self, tenant: Tenant, served: bytes) -> None:
+        path = f"/SimpleNotificationService-{new_id('')}.pem"
+        tenant.sns.files[path] = served
+        message_id = await _message_id(tenant)
+        message = sign(
+            notification(tagged("bounce", message_id), tenant.app.clock.now()),
+            tenant.sns.key,
+            tenant.sns.base_url + path,
+        )
+        await self._refused(tenant, message, message_id)
+
     async def test_a_stale_timestamp_is_403(self, tenant: Tenant) -> None:
         # SNS retries a delivery with the message's first Timestamp for up to an hour.
         message_id = await _message_id(tenant)

@@ -57,6 +57,8 @@ class SnsServer:
         self.base_url = ""  # https://localhost:<port>
         self._lock = threading.Lock()
         self._requests: list[SnsRequest] = []
+        self.files: dict[str, bytes] = {CERTIFICATE_PATH: self.certificate_pem}
+        """What GET answers with 200, by path (tests add their own)."""
 
     @property
     def certificate_url(self) -> str:
@@ -74,8 +76,9 @@ class SnsServer:
     async def _record(self, request: Request) -> Response:
         with self._lock:
             self._requests.append(SnsRequest(request.url.path, request.url.query))
-        if request.url.path == CERTIFICATE_PATH:
-            return Response(self.certificate_pem, media_type="application/x-pem-file")
+        served = self.files.get(request.url.path)
+        if served is not None:
+            return Response(served, media_type="application/x-pem-file")
         if request.query_params.get("Action") == "ConfirmSubscription":
             return Response(
                 "<ConfirmSubscriptionResponse><ConfirmSubscriptionResult><SubscriptionArn>"
