@@ -461,7 +461,15 @@ class TestRefused:
         await self._refused(tenant, changed, message_id)
 
     @pytest.mark.parametrize(
-        "body", [b"not json", b"[]", b'{"Type": "Other"}', b"\xff\xfe", b'{"Type": "\\u0000"}']
+        "body",
+        [
+            b"not json",
+            b"[]",
+            b'{"Type": "Other"}',
+            b"\xff\xfe",
+            b'{"Type": "\\u0000"}',
+            b"[" * 100_000,
+        ],
     )
     async def test_a_body_that_is_no_sns_message_is_400(self, tenant: Tenant, body: bytes) -> None:
         async with httpx.AsyncClient(timeout=30) as anonymous:

@@ -150,7 +150,7 @@ async def parse(request: InboundRequest) -> list[ProviderEvent]:
         return []
     try:
         record = json.loads(notification.message)
-    except ValueError:
+    except (ValueError, RecursionError):
         record = None
     if not isinstance(record, dict):
         # A message published to the topic by hand (the console's test), not an SES record:

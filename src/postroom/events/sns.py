@@ -92,7 +92,7 @@ def read_message(body: bytes, headers: Mapping[str, str]) -> dict[str, str]:
     """The message's fields (strings only: SNS sends no others that are signed)."""
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep to parse
         raise BadRequest("the body is not an SNS message (JSON)") from exc
     if not isinstance(document, dict):
         raise BadRequest("the body is not an SNS message (a JSON object)")
