@@ -117,3 +117,6 @@ async def receive_provider_events(
         },
     )
     return Response(status_code=200)
+
+
+from postroom.events import ses  # noqa: E402, F401 - registers its parser
