@@ -67,7 +67,7 @@ router = APIRouter(tags=["Provider events"])
     response_class=Response,
     responses={
         200: {"description": "Taken (recorded, or ignored when it names no known message)"},
-        **problem_responses(401, 403, 404),
+        **problem_responses(400, 401, 403, 404, 503),
     },
 )
 async def receive_provider_events(
