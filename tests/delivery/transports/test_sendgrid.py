@@ -241,7 +241,7 @@ class TestCorrelation:
         expected = {"postroom_message_id": tagged_message.id}
         expected |= {k: v for k, v in METADATA.items() if k != "postroom_message_id"}
         assert request.json["custom_args"] == expected
-        assert list(request.json["custom_args"])[0] == "postroom_message_id"
+        assert list(request.json["custom_args"]) == list(expected)
         assert request.json["headers"] == {"Message-ID": f"<{tagged_message.id}@example.com>"}
 
     async def test_metadata_past_sendgrids_10000_bytes_is_left_out_and_the_id_kept(
