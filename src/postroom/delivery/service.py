@@ -30,6 +30,7 @@ from postroom.delivery.transports.base import (
     Receipt,
     TransientError,
 )
+from postroom.delivery.transports.correlation import provider_id
 from postroom.files import service as files
 from postroom.files.blobstore import BlobStore
 from postroom.files.service import FileContent
@@ -455,6 +456,10 @@ def _write_of(result: Result, settings: DeliverySettings, rng: random.Random) ->
         "b_duration_ms": result.duration_ms,
         "b_code": code,
         "b_body": body,
+        # Checked again here, whichever transport made the receipt: it is a server's text.
+        "b_provider_message_id": provider_id(outcome.provider_message_id)
+        if isinstance(outcome, Receipt)
+        else None,
     }
     answer = messages.DeliveryAnswer(
         job.message.id, job.organization_id, status, code, summary, now

@@ -20,6 +20,7 @@ from postroom.delivery.transports.base import (
     Receipt,
     TransientError,
 )
+from postroom.delivery.transports.correlation import smtp_queue_id
 
 Encryption = Literal["none", "tls", "ssl"]
 AuthMethod = Literal["none", "plain", "login", "cram-md5"]
@@ -320,7 +321,7 @@ class SmtpTransport:
         text = reply.message
         if refused:
             text += " (refused recipients: " + "; ".join(refused) + ")"
-        return Receipt(reply.code, text)
+        return Receipt(reply.code, text, smtp_queue_id(reply.message))
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
