@@ -129,13 +129,16 @@ def _about(event: ProviderEvent, message: EmailMessage) -> ProviderEvent:
     return replace(event, message_id=message.id, recipient=recipient, provider_event_id=event_id)
 
 
-async def listen(handler: BounceHandler, host: str, port: int) -> asyncio.Server:
-    """The SMTP server on host:port (port 0: any free one), serving until closed."""
+async def listen(
+    handler: BounceHandler, host: str, port: int, *, max_bytes: int = MAX_REPORT_BYTES
+) -> asyncio.Server:
+    """The SMTP server on host:port (port 0: any free one), serving until closed; a mail over
+    `max_bytes` is refused (552) as it arrives, never held whole."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: SMTP(
             handler,
-            data_size_limit=MAX_REPORT_BYTES,
+            data_size_limit=max_bytes,
             enable_SMTPUTF8=True,
             # Given a name, aiosmtpd skips socket.getfqdn(), a DNS lookup per connection.
             hostname=handler.domain,
