@@ -21,6 +21,7 @@ from postroom.core.bounce_address import bounce_address, message_of
 from postroom.core.clock import SystemClock
 from postroom.core.crypto import SecretBox
 from postroom.core.ids import new_id
+from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.delivery.transports.registry import TransportRegistry
 from postroom.delivery.worker import Worker, default_transport
 from postroom.events.bounces import BounceHandler, listen
@@ -188,6 +189,42 @@ class TestDeliveryStatusNotifications:
         assert not await _blocked(
             sessionmaker, organization.organization_id, "stranger@example.org"
         )
+
+    async def test_one_report_to_two_bounce_addresses_is_an_event_on_each(
+        self, bounces: BounceServer, client: httpx.AsyncClient
+    ) -> None:
+        first = await make_message(client, to=["gone@example.org"])
+        second = await make_message(client, to=["gone@example.org"])
+        addresses = [bounces.address(first["id"]), bounces.address(second["id"])]
+
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=bounces.port) as smtp:
+            await smtp.sendmail("", addresses, dsn(to=addresses[0], recipient="gone@example.org"))
+
+        for message in (first, second):
+            [event] = await _events(client, message["id"])
+            assert (event["type"], event["recipient"]) == ("bounced", "gone@example.org")
+
+    async def test_report_is_refused_for_now_when_it_cannot_be_recorded(
+        self, settings: Settings, client: httpx.AsyncClient, tmp_path: Path
+    ) -> None:
+        # A database that cannot be opened: the reporting server must keep the report.
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'postroom.db'}")
+        box = SecretBox(settings.stored_secret())
+        handler = BounceHandler(
+            create_sessionmaker(engine), box, EventSettings(bounce_domain=DOMAIN), SystemClock()
+        )
+        message = await make_message(client, to=["gone@example.org"])
+        to = bounce_address(box, message["id"], DOMAIN)
+        try:
+            async with await listen(handler, "127.0.0.1", 0) as server:
+                port = server.sockets[0].getsockname()[1]
+                with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+                    await BounceServer(port, box).send(dsn(to=to, recipient="gone@example.org"), to)
+        finally:
+            await engine.dispose()
+
+        assert refused.value.code == 451
+        assert await _events(client, message["id"]) == []
 
 
 class TestFeedbackReports:
