@@ -28,7 +28,7 @@ from postroom.events.bounces import BounceHandler, listen
 from postroom.settings import EventSettings, Settings
 from tests.events.reports import arf, dsn, qmail_bounce, vacation_reply
 from tests.factories import make_message
-from tests.harness import HarnessFactory
+from tests.harness import Harness, HarnessFactory
 from tests.polling import eventually
 from tests.servers.smtp import smtp_server
 from tests.test_cli import (
@@ -382,38 +382,60 @@ class TestRefusedRecipients:
         assert refused.value.code == 550
 
 
+async def _send_with_bounce_domain(h: Harness, **message: Any) -> str:
+    """Delivers one new outbox message by a worker whose settings have the bounce domain; its id."""
+    settings = h.settings.model_copy(update={"events": EventSettings(bounce_domain=DOMAIN)})
+    transports = TransportRegistry(default_transport(settings))
+    worker = Worker(
+        sessionmaker=h.sessionmaker,
+        settings=settings,
+        box=SecretBox(settings.stored_secret()),
+        transports=transports,
+        clock=h.clock,
+        rng=random.Random(7),
+        name="bounce-worker",
+    )
+    try:
+        created = await make_message(h.client, status="outbox", **message)
+        assert await worker.run_once() == 1
+    finally:
+        await transports.aclose()
+    assert (await h.message(created["id"]))["status"] == "sent"
+    return str(created["id"])
+
+
 class TestReturnPath:
-    async def test_smtp_send_with_bounce_domain_uses_the_messages_bounce_address(
+    async def test_server_wide_smtp_send_uses_the_messages_bounce_address(
         self, harness_factory: HarnessFactory
     ) -> None:
         with smtp_server() as smtp:
             async with harness_factory(smtp_url=f"smtp://127.0.0.1:{smtp.port}") as h:
-                settings = h.settings.model_copy(
-                    update={"events": EventSettings(bounce_domain=DOMAIN)}
-                )
-                transports = TransportRegistry(default_transport(settings))
-                box = SecretBox(settings.stored_secret())
-                worker = Worker(
-                    sessionmaker=h.sessionmaker,
-                    settings=settings,
-                    box=box,
-                    transports=transports,
-                    clock=h.clock,
-                    rng=random.Random(7),
-                    name="bounce-worker",
-                )
-                try:
-                    created = await make_message(h.client, status="outbox")
-                    assert await worker.run_once() == 1
-                finally:
-                    await transports.aclose()
+                message_id = await _send_with_bounce_domain(h)
 
                 [received] = smtp.received
                 assert received.mail_from.startswith("bounces+")
                 assert received.mail_from.endswith(f"@{DOMAIN}")
-                assert message_of(box, received.mail_from, DOMAIN) == created["id"]
+                box = SecretBox(h.settings.stored_secret())
+                assert message_of(box, received.mail_from, DOMAIN) == message_id
                 assert received.message["From"] == "sender@example.com"
-                assert (await h.message(created["id"]))["status"] == "sent"
+
+    async def test_smtp_credential_send_uses_the_messages_bounce_address(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        with smtp_server() as smtp:
+            async with harness_factory() as h:
+                credential = await h.client.post(
+                    "/service-credentials/smtp",
+                    json={"type": "smtp", "host": "127.0.0.1", "port": smtp.port},
+                )
+                assert credential.status_code == 201, credential.text
+                message_id = await _send_with_bounce_domain(
+                    h, credentialHash=credential.json()["id"]
+                )
+
+                [received] = smtp.received
+                box = SecretBox(h.settings.stored_secret())
+                assert message_of(box, received.mail_from, DOMAIN) == message_id
 
     async def test_without_bounce_domain_the_sender_is_the_envelope_sender(
         self, harness_factory: HarnessFactory
