@@ -283,7 +283,9 @@ class SmtpTransport:
         encoding = "utf-8" if options else "ascii"
         try:
             try:
-                await client.mail(message.sender, options=options, encoding=encoding)
+                await client.mail(
+                    message.return_path or message.sender, options=options, encoding=encoding
+                )
             except aiosmtplib.SMTPServerDisconnected:
                 raise _StaleConnection from None
             refused: list[str] = []
