@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -24,6 +25,13 @@ from postroom.messages.schemas import EmailAddress
 _address = TypeAdapter(EmailAddress)
 
 
+def _text(value: object) -> object:
+    # Not a number of seconds, which pydantic's lax datetime would take.
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string")
+    return value
+
+
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must name its time zone (Z or an offset)")
@@ -33,7 +41,9 @@ def _aware_utc(value: datetime) -> datetime:
         raise ValueError("is out of range") from None
 
 
-WireTimeIn = Annotated[datetime, Field(strict=False), AfterValidator(_aware_utc)]
+WireTimeIn = Annotated[
+    datetime, BeforeValidator(_text), Field(strict=False), AfterValidator(_aware_utc)
+]
 
 
 def _problem(value: str) -> str | None:
