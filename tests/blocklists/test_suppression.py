@@ -190,6 +190,7 @@ class TestHardBounce:
             again = await make_message(h.client, status="outbox", to=[BOUNCING])
             await h.deliver()
             assert (await h.message(again["id"]))["status"] == "sent"
+            assert len(smtp.received) == 2
             await _bounce(h, again["id"], BOUNCING, settings=EventSettings(blocklist_days=1))
             [entry] = await _blocklist(h.client)
             assert entry["entityId"] == again["id"]
@@ -209,6 +210,7 @@ class TestSettings:
             again = await make_message(h.client, status="outbox", to=[BOUNCING])
             await h.deliver()
             assert (await h.message(again["id"]))["status"] == "sent"
+            assert [r.rcpt_tos for r in smtp.received] == [[BOUNCING], [BOUNCING]]
 
     async def test_soft_bounces_blocklist_once_they_reach_the_limit(
         self, harness_factory: HarnessFactory
@@ -222,6 +224,7 @@ class TestSettings:
             second = await make_message(h.client, status="outbox", to=[BOUNCING])
             await h.deliver()
             assert (await h.message(second["id"]))["status"] == "sent"
+            assert len(smtp.received) == 2
             await _bounce(h, second["id"], BOUNCING, bounce_type=BounceType.SOFT, settings=limit)
             [entry] = await _blocklist(h.client)
             assert (entry["source"], entry["entityId"]) == ("automated-blocklists", second["id"])
@@ -280,10 +283,12 @@ class TestManualEntries:
             blocked = await make_message(h.client, status="outbox", to=[OTHER])
             await h.deliver()
             assert (await h.message(blocked["id"]))["status"] == "failed"
+            assert smtp.received == []
             h.clock.advance(timedelta(hours=1, seconds=1))
             sent = await make_message(h.client, status="outbox", to=[OTHER])
             await h.deliver()
             assert (await h.message(sent["id"]))["status"] == "sent"
+            assert [r.rcpt_tos for r in smtp.received] == [[OTHER]]
 
 
 class TestOrganizations:
