@@ -82,6 +82,18 @@ class TestCrud:
         assert created["value"] == "spam.example.org"
         assert created["expirationTime"] is None
 
+    async def test_an_internationalized_domain_is_kept_in_its_ascii_form(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        domain = await make_entry(client, type="email-domain", value="Bücher.example.com")
+        assert domain["value"] == "xn--bcher-kva.example.com"
+        address = await make_entry(client, value="Anna@BÜCHER.example.com")
+        assert address["value"] == "anna@xn--bcher-kva.example.com"
+        again = await client.post(
+            "/blocklists", json={"type": "email-domain", "value": "xn--bcher-kva.example.com"}
+        )
+        assert again.status_code == 409
+
     async def test_list_has_pagination_headers_filter_sort_and_q(
         self, client: httpx.AsyncClient
     ) -> None:

@@ -253,6 +253,28 @@ class TestManualEntries:
                 "b@blocked.example.com",
             ]
 
+    async def test_an_internationalized_domain_matches_in_either_form(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        async with _harness(harness_factory) as (h, smtp):
+            created = await h.client.post(
+                "/blocklists", json={"type": "email-domain", "value": "bücher.example.com"}
+            )
+            assert created.status_code == 201, created.text
+            message = await make_message(
+                h.client,
+                status="outbox",
+                to=["a@xn--bcher-kva.example.com", OTHER],
+                cc=["b@Bücher.example.com"],
+            )
+            await h.deliver()
+            assert smtp.received[-1].rcpt_tos == [OTHER]
+            [attempt] = await h.attempts(message["id"])
+            assert attempt["suppressedRecipients"] == [
+                "a@xn--bcher-kva.example.com",
+                "b@Bücher.example.com",
+            ]
+
     async def test_an_entry_made_through_the_api_applies_until_deleted(
         self, harness_factory: HarnessFactory
     ) -> None:

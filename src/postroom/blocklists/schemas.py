@@ -67,7 +67,7 @@ class BlocklistWrite(BaseModel):
         WireStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=254)
     ] = Field(
         description="An email address (type `email`) or a domain (`email-domain`); stored "
-        "lower-cased."
+        "lower-cased, an internationalized domain in its ASCII form (xn--)."
     )
     expiration_time: WireTimeIn | None = Field(
         None,
