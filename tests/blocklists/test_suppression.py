@@ -102,6 +102,10 @@ class TestHardBounce:
             assert entry["source"] == "automated-blocklists"
             assert entry["entityId"] == first["id"]
             assert entry["expirationTime"] is None
+            by_source = await h.client.get(
+                "/blocklists", params={"filter": "source:automated-blocklists"}
+            )
+            assert [e["id"] for e in by_source.json()] == [entry["id"]]
 
     async def test_the_next_message_goes_to_the_other_recipient_only_and_says_so(
         self, harness_factory: HarnessFactory
