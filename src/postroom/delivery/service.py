@@ -19,7 +19,7 @@ from postroom.core.text import storable
 from postroom.credentials import service as credentials
 from postroom.credentials.models import CredentialStatus
 from postroom.credentials.service import DeliveryCredential
-from postroom.delivery import repository
+from postroom.delivery import repository, suppression
 from postroom.delivery.mime import AttachmentFile, OutgoingMessage
 from postroom.delivery.models import DeliveryAttempt, Outcome
 from postroom.delivery.pacing import plan_slots
@@ -224,6 +224,9 @@ async def claim(
             continue
         ready.append((message, claimed_row, credential))
         attachments_of[message.id] = attachments
+    left_out = await suppression.blocked_recipients(session, [m for m, _, _ in ready], now)
+    suppressed, suppressed_attempts = _suppress(ready, left_out, now, worker, default_transport)
+    ready = [r for r in ready if r[0].id not in suppressed_attempts]
     slots, released = await _pace(
         session,
         [(m, c) for m, _, c in ready],
@@ -257,11 +260,15 @@ async def claim(
                 "credential_id": credential.id if credential else None,
                 "worker": worker,
                 "started_at": not_before or now,
+                "suppressed": left_out.get(message.id),
             }
         )
         jobs.append(
             Job(
-                message=_outgoing(message, attachments_of[message.id], return_path),
+                message=suppression.without(
+                    _outgoing(message, attachments_of[message.id], return_path),
+                    left_out.get(message.id, ()),
+                ),
                 organization_id=message.organization_id,
                 attempt_id=attempt_id,
                 attempt_number=claimed_row.attempt_count,
@@ -273,9 +280,55 @@ async def claim(
             )
         )
     await repository.open_attempts(session, attempts)
-    await _settle(session, [(a, token) for a in refused])
+    await repository.open_attempts(session, list(suppressed_attempts.values()))
+    await _settle(
+        session,
+        [(a, token) for a in (*refused, *suppressed)],
+        {m: (row["id"], Outcome.SUPPRESSED) for m, row in suppressed_attempts.items()},
+    )
     await repository.release(session, list(released.values()))
-    return Claim(jobs, len(refused) + len(stale))
+    return Claim(jobs, len(refused) + len(suppressed) + len(stale))
+
+
+def _suppress(
+    ready: Sequence[tuple[EmailMessage, repository.Claimed, DeliveryCredential | None]],
+    left_out: Mapping[str, list[str]],
+    now: datetime,
+    worker: str,
+    default_transport: str,
+) -> tuple[list[messages.DeliveryAnswer], dict[str, dict[str, Any]]]:
+    """The messages with no recipient left once the blocklist's are left out: each one's
+    `failed` answer, and its attempt (outcome suppressed, closed at once) by message id."""
+    answers: list[messages.DeliveryAnswer] = []
+    attempts: dict[str, dict[str, Any]] = {}
+    for message, claimed_row, credential in ready:
+        blocked = left_out.get(message.id)
+        if not blocked or not suppression.nothing_left(message, blocked):
+            continue
+        reason = storable(
+            "every recipient is on the blocklist, nothing was sent: " + ", ".join(blocked),
+            MAX_BODY,
+        )
+        answers.append(
+            messages.DeliveryAnswer(
+                message.id, message.organization_id, MessageStatus.FAILED, None, reason, now
+            )
+        )
+        attempts[message.id] = {
+            "id": new_id("mail_att_"),
+            "message_id": message.id,
+            "number": claimed_row.attempt_count,
+            "transport": credential.type if credential else default_transport,
+            "credential_id": credential.id if credential else None,
+            "worker": worker,
+            "started_at": now,
+            "outcome": Outcome.SUPPRESSED,
+            "finished_at": now,
+            "duration_ms": 0,
+            "response_body": reason,
+            "suppressed": blocked,
+        }
+    return answers, attempts
 
 
 async def _settle(
