@@ -76,12 +76,16 @@ def _split(data: CredentialCreate) -> tuple[dict[str, Any], dict[str, str]]:
             }
             return settings, secrets
         case SendGridCredentialCreate():
-            return {}, {"api_key": data.api_key}
+            keys = {"event_verification_key": data.event_verification_key}
+            return _given(keys), {"api_key": data.api_key}
         case MailgunCredentialCreate():
             settings = {"email_from": data.email_from, "domain": data.domain, "region": data.region}
-            return settings, {"api_key": data.api_key}
+            signing = {"webhook_signing_key": data.webhook_signing_key}
+            return settings, {"api_key": data.api_key, **_given(signing)}
         case PostmarkCredentialCreate():
-            return {}, {"server_token": data.server_api_token}
+            username = {"events_username": data.events_username}
+            password = {"events_password": data.events_password}
+            return _given(username), {"server_token": data.server_api_token, **_given(password)}
         case SesCredentialCreate():
             settings = {
                 "access_key": data.key,
@@ -98,6 +102,11 @@ def _split(data: CredentialCreate) -> tuple[dict[str, Any], dict[str, str]]:
             return {"host": data.host, "auth": webhook_auth}, webhook_secrets
         case SimulatorCredentialCreate():
             return {}, {}
+
+
+def _given(values: dict[str, str | None]) -> dict[str, str]:
+    """The optional fields that were given: a credential without them stores nothing for them."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def check_destination(host: str, policy: DestinationPolicy) -> None:
@@ -157,14 +166,22 @@ _PLACES: dict[str, dict[str, tuple[str, str]]] = {
         "port": ("settings", "port"),
         "encryption": ("settings", "encryption"),
     },
-    "sendgrid": {"api_key": ("secrets", "api_key")},
+    "sendgrid": {
+        "api_key": ("secrets", "api_key"),
+        "event_verification_key": ("settings", "event_verification_key"),
+    },
     "mailgun": {
         "email_from": ("settings", "email_from"),
         "domain": ("settings", "domain"),
         "region": ("settings", "region"),
         "api_key": ("secrets", "api_key"),
+        "webhook_signing_key": ("secrets", "webhook_signing_key"),
     },
-    "postmark": {"server_api_token": ("secrets", "server_token")},
+    "postmark": {
+        "server_api_token": ("secrets", "server_token"),
+        "events_username": ("settings", "events_username"),
+        "events_password": ("secrets", "events_password"),
+    },
     "aws-ses": {
         "key": ("settings", "access_key"),
         "region": ("settings", "region"),
@@ -174,6 +191,10 @@ _PLACES: dict[str, dict[str, tuple[str, str]]] = {
     "simulator": {},
     "webhook": {"host": ("settings", "host")},
 }
+
+
+# Optional settings that null on PATCH takes away (a credential without them stores none).
+_OPTIONAL = {"event_verification_key", "events_username"}
 
 
 def _patched(
@@ -206,10 +227,14 @@ def _patched(
             secrets = {}
         elif name in places:
             where, key = places[name]
-            if where == "settings":
+            if where == "settings" and value is None and key in _OPTIONAL:
+                settings.pop(key, None)
+            elif where == "settings":
                 settings[key] = value or None if key == "configuration_set" else value
             else:
                 secrets = {**(stored_secrets() if secrets is None else secrets), key: value}
+                if value is None:  # an optional secret taken away
+                    secrets.pop(key)
     return settings, secrets
 
 
