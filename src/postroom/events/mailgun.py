@@ -132,4 +132,6 @@ def _diagnostic(status: Mapping[str, Any]) -> str | None:
     ]
     if len(said) == 2 and said[0] == said[1]:
         said.pop()
-    return " ".join([code, *said] if code and said else said) or None
+    if code and said and not said[0].startswith(code):  # the SMTP reply often has it already
+        said.insert(0, code)
+    return " ".join(said) or None
