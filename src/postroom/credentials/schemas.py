@@ -144,14 +144,6 @@ class PostmarkCredentialCreate(_CredentialCreate):
         None, alias="eventsPassword", description=EVENTS_AUTH_DOC
     )
 
-    @model_validator(mode="after")
-    def _events_auth_in_full(self) -> "PostmarkCredentialCreate":
-        if self.events_username is not None and self.events_password is None:
-            raise ValueError("eventsPassword: give it with eventsUsername")
-        if self.events_password is not None and self.events_username is None:
-            raise ValueError("eventsUsername: give it with eventsPassword")
-        return self
-
 
 class SesCredentialCreate(_CredentialCreate):
     type: Literal["aws-ses"]

@@ -109,6 +109,16 @@ def _given(values: dict[str, str | None]) -> dict[str, str]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _check_events_login(type_: str, settings: dict[str, Any], secrets: dict[str, str]) -> None:
+    """Postmark's webhook sends both or neither: half a login would refuse every event."""
+    if type_ != "postmark":
+        return
+    if settings.get("events_username") and not secrets.get("events_password"):
+        raise invalid_field("eventsPassword", "give it with eventsUsername")
+    if secrets.get("events_password") and not settings.get("events_username"):
+        raise invalid_field("eventsUsername", "give it with eventsPassword")
+
+
 def check_destination(host: str, policy: DestinationPolicy) -> None:
     """A 422 on `host` for an address the destination policy refuses, in any spelling; a name
     is judged by what it resolves to when the worker connects."""
@@ -126,6 +136,7 @@ async def create_credential(
 ) -> ServiceCredential:
     now = now.replace(microsecond=0)
     settings, secrets = _split(data)
+    _check_events_login(data.type, settings, secrets)
     credential = ServiceCredential(
         id=new_id(ID_PREFIX),
         organization_id=organization_id,
@@ -264,6 +275,11 @@ async def update_credential(
     if "max_send_rate" in given:
         changes["max_send_rate"] = given.pop("max_send_rate")
     settings, secrets = _patched(credential, given, box)
+    if secrets is None and credential.type == "postmark":
+        stored = json.loads(box.decrypt(credential.secret)) if credential.secret else {}
+        _check_events_login(credential.type, settings, stored)
+    else:
+        _check_events_login(credential.type, settings, secrets or {})
     stays_in_use = (status or credential.status) == CredentialStatus.ACTIVE
     if policy is not None and credential.type in {"smtp", WEBHOOK} and stays_in_use:
         check_destination(settings["host"], policy)
