@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.events.esp import (
@@ -75,7 +76,7 @@ def event(name: str, sent: Sent | None, **values: Any) -> dict[str, Any]:
     return data
 
 
-async def send(sent: Sent, request: dict[str, Any], url: str | None = None) -> Any:
+async def send(sent: Sent, request: dict[str, Any], url: str | None = None) -> httpx.Response:
     return await post(url or sent.events_url, json.dumps(request).encode())
 
 
@@ -187,12 +188,14 @@ class TestRefused:
             sent = await sent_message(h)
             now = int(h.clock.now().timestamp())
             data = event("failed-permanent", sent)
-            request = {
-                "wrong key": lambda: signed(h, data, key="another-key"),
-                "stale": lambda: signed(h, data, timestamp=now - 301),
-                "future": lambda: signed(h, data, timestamp=now + 301),
-                "no signature": lambda: {"event-data": data},
-            }.get(case, lambda: signed(h, data))()
+            if case == "wrong key":
+                request = signed(h, data, key="another-key")
+            elif case in ("stale", "future"):
+                request = signed(h, data, timestamp=now - 301 if case == "stale" else now + 301)
+            elif case == "no signature":
+                request = {"event-data": data}
+            else:
+                request = signed(h, data)
             if case == "tampered signature":
                 # A captured request's signature with another timestamp (to dodge the tolerance).
                 request["signature"]["timestamp"] = str(now + 1)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -72,8 +73,8 @@ def event(name: str, sent: Sent | None, **values: Any) -> dict[str, Any]:
 
 
 async def send_events(
-    h: Harness, sent: Sent, signer: Signer, events: list[dict[str, Any]], **options: Any
-) -> Any:
+    h: Harness, sent: Sent, signer: Signer, events: list[Any], **options: Any
+) -> httpx.Response:
     body = options.pop("body", None) or json.dumps(events).encode()
     stamp = options.pop("timestamp", None) or int(h.clock.now().timestamp())
     headers = signer.headers(body, stamp)
@@ -228,12 +229,13 @@ class TestRefused:
             sent = await sent_with_key(h, signer)
             events = [event("bounce", sent)]
             now = int(h.clock.now().timestamp())
-            options: dict[str, Any] = {
+            every: dict[str, dict[str, Any]] = {
                 "tampered": {"sent_body": json.dumps([event("delivered", sent)]).encode()},
                 "stale": {"timestamp": now - 301},
                 "future": {"timestamp": now + 301},
                 "unsigned": {"headers": {SIGNATURE_HEADER: ""}},
-            }.get(case, {})
+            }
+            options = every.get(case, {})
             response = await send_events(
                 h, sent, Signer() if case == "wrong key" else signer, events, **options
             )
@@ -272,7 +274,7 @@ class TestRefused:
             for body in (b"{not json", b'{"event": "bounce"}', b"\xff\xfe"):
                 response = await send_events(h, sent, signer, [], body=body)
                 assert response.status_code == 400, response.text
-            odd = [
+            odd: list[Any] = [
                 event("bounce", sent, timestamp="soon", email={"a": 1}, sg_event_id=None),
                 "not an event",
                 event("delivered", sent, reason="a\x00b" * 5000, sg_event_id=7),
