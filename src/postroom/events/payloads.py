@@ -84,7 +84,12 @@ def iso_time(value: Any) -> datetime | None:
             parsed = datetime.fromisoformat(f"{head}.{rest[:6]}{rest[digits:]}")
         except ValueError:
             return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    try:
+        # Without an offset: UTC. Converted here so that a time at the calendar's edge with an
+        # offset cannot overflow on the way into the database.
+        return parsed.replace(tzinfo=parsed.tzinfo or UTC).astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def is_recent(signed_at: datetime | None, now: datetime, tolerance_seconds: float) -> bool:
