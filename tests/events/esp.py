@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from postroom.blocklists.models import BlocklistEntry
-from postroom.delivery.models import DeliveryAttempt
 from postroom.events.models import MessageEvent
 from postroom.messages.models import EmailMessage
 from tests.factories import make_message
@@ -98,15 +97,13 @@ async def blocklisted(h: Harness, organization_id: str) -> list[str]:
         return sorted(values)
 
 
-async def set_provider_message_id(h: Harness, message_id: str, provider_message_id: str) -> None:
-    """What the transports record when the provider answers with its id (another change): set
-    here so that the lookup by the provider's id can be tested on its own."""
-    async with h.sessionmaker() as session, session.begin():
-        await session.execute(
-            update(DeliveryAttempt)
-            .where(DeliveryAttempt.message_id == message_id)
-            .values(provider_message_id=provider_message_id)
-        )
+async def provider_message_id(h: Harness, message_id: str) -> str:
+    """The provider's id for the message, as its attempt recorded it from the look-alike's
+    answer."""
+    [attempt] = await h.attempts(message_id)
+    found: str = attempt["providerMessageId"]
+    assert found
+    return found
 
 
 async def subscribe(h: Harness, receiver: WebhookReceiver) -> None:

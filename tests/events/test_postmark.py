@@ -18,9 +18,9 @@ from tests.events.esp import (
     fired,
     fixture,
     kinds,
+    provider_message_id,
     recorded_count,
     send_through,
-    set_provider_message_id,
     subscribe,
 )
 from tests.factories import make_org
@@ -137,7 +137,7 @@ class TestEvents:
         async with harness_factory(providers={"postmark_url": postmark.url}) as h:
             sent = await sent_message(h)
             bounce = record("bounce-hard", None)
-            await set_provider_message_id(h, sent.message_id, bounce["MessageID"])
+            bounce["MessageID"] = await provider_message_id(h, sent.message_id)
             response = await send(sent.events_url, bounce)
             assert response.status_code == 200, response.text
             assert kinds(await events_of(h, sent.message_id)) == [("bounced", "hard")]

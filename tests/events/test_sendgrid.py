@@ -23,9 +23,9 @@ from tests.events.esp import (
     fixture,
     kinds,
     post,
+    provider_message_id,
     recorded_count,
     send_through,
-    set_provider_message_id,
     subscribe,
 )
 from tests.factories import make_org
@@ -168,9 +168,10 @@ class TestEvents:
         signer = Signer()
         async with harness_factory(providers={"sendgrid_url": sendgrid.url}) as h:
             sent = await sent_with_key(h, signer)
-            # SendGrid answered the send with X-Message-Id 14c5d75ce93 (sg_message_id starts so).
-            await set_provider_message_id(h, sent.message_id, "14c5d75ce93")
-            response = await send_events(h, sent, signer, [event("delivered", None)])
+            # sg_message_id: the X-Message-Id SendGrid answered the send with, a dot, and more.
+            x_message_id = await provider_message_id(h, sent.message_id)
+            delivered = event("delivered", None, sg_message_id=f"{x_message_id}.filter0001.1.0")
+            response = await send_events(h, sent, signer, [delivered])
             assert response.status_code == 200, response.text
             assert kinds(await events_of(h, sent.message_id)) == [("delivered", None)]
 
