@@ -3,9 +3,12 @@ MailgunCredential.yaml, PostmarkCredential.yaml, SESCredential.yaml, WebhookCred
 (HTTP auth for webhooks, not for mail), and postroom's own `simulator`. Secret fields are
 write-only: accepted on create, never part of a read model."""
 
+import base64
 from typing import Annotated, Any, Literal
 
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -16,6 +19,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import core_schema
 
 from postroom.api.wire import SecretLine, SelfLink, WireTime
+from postroom.core.ecdsa import MAX_KEY_TEXT, InvalidKey, load_p256_public_key
 from postroom.core.listing import ListField
 from postroom.credentials.models import CredentialStatus, ServiceCredential
 from postroom.messages.schemas import EmailAddress
@@ -36,6 +40,41 @@ MAX_SEND_RATE_DOC = (
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = rf"^{_LABEL}(\.{_LABEL})+$"
 _AWS_REGION = r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$"
+
+
+def _p256_key(text: str) -> str:
+    """The key as base64 DER (SendGrid shows it so; PEM framing and line breaks dropped)."""
+    try:
+        key = load_p256_public_key(text)
+    except InvalidKey as error:
+        raise ValueError(str(error)) from error
+    der = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode()
+
+
+VerificationKey = Annotated[
+    str, Field(min_length=1, max_length=MAX_KEY_TEXT), AfterValidator(_p256_key)
+]
+EVENT_VERIFICATION_KEY_DOC = (
+    "postroom's extension: the verification key SendGrid shows for its Signed Event Webhook "
+    "(base64 ECDSA P-256 public key); events sent to `eventsUrl` are refused without it. "
+    "null on PATCH: removed."
+)
+WEBHOOK_SIGNING_KEY_DOC = (
+    "postroom's extension: Mailgun's HTTP webhook signing key; events sent to `eventsUrl` are "
+    "refused without it. Write-only; null on PATCH: removed."
+)
+EVENTS_USERNAME_DOC = (
+    "postroom's extension: the username Postmark's webhook URL carries "
+    "(`https://user:password@host/...`); events sent to `eventsUrl` are refused without it and "
+    "`eventsPassword`. null on PATCH: removed."
+)
+EVENTS_AUTH_DOC = (
+    "postroom's extension: the password Postmark's webhook URL carries. Write-only; null on "
+    "PATCH: removed."
+)
+# RFC 7617: a basic-auth user-id cannot hold a colon.
+EventsUsername = Annotated[SecretLine, Field(min_length=1, max_length=255, pattern=r"^[^:]+$")]
 
 
 class _CredentialCreate(BaseModel):
@@ -73,6 +112,9 @@ class SmtpCredentialCreate(_CredentialCreate):
 class SendGridCredentialCreate(_CredentialCreate):
     type: Literal["sendgrid"]
     api_key: Secret = Field(alias="apiKey", description="SendGrid API key.")
+    event_verification_key: VerificationKey | None = Field(
+        None, alias="eventVerificationKey", description=EVENT_VERIFICATION_KEY_DOC
+    )
 
 
 class MailgunCredentialCreate(_CredentialCreate):
@@ -87,11 +129,20 @@ class MailgunCredentialCreate(_CredentialCreate):
     region: Literal["us", "eu"] = Field(
         "us", description="postroom's extension: the region of the Mailgun domain (its API host)."
     )
+    webhook_signing_key: Secret | None = Field(
+        None, alias="webhookSigningKey", description=WEBHOOK_SIGNING_KEY_DOC
+    )
 
 
 class PostmarkCredentialCreate(_CredentialCreate):
     type: Literal["postmark"]
     server_api_token: Secret = Field(alias="serverApiToken", description="Postmark server token.")
+    events_username: EventsUsername | None = Field(
+        None, alias="eventsUsername", description=EVENTS_USERNAME_DOC
+    )
+    events_password: Secret | None = Field(
+        None, alias="eventsPassword", description=EVENTS_AUTH_DOC
+    )
 
 
 class SesCredentialCreate(_CredentialCreate):
@@ -225,6 +276,9 @@ class SmtpCredentialPatch(_CredentialPatch):
 class SendGridCredentialPatch(_CredentialPatch):
     type: Literal["sendgrid"]
     api_key: Annotated[Secret | None, NotNull] = Field(None, alias="apiKey")
+    event_verification_key: VerificationKey | None = Field(
+        None, alias="eventVerificationKey", description=EVENT_VERIFICATION_KEY_DOC
+    )
 
 
 class MailgunCredentialPatch(_CredentialPatch):
@@ -233,11 +287,20 @@ class MailgunCredentialPatch(_CredentialPatch):
     api_key: Annotated[Secret | None, NotNull] = Field(None, alias="apiKey")
     domain: Annotated[MailgunDomain | None, NotNull] = None
     region: Annotated[MailgunRegion | None, NotNull] = None
+    webhook_signing_key: Secret | None = Field(
+        None, alias="webhookSigningKey", description=WEBHOOK_SIGNING_KEY_DOC
+    )
 
 
 class PostmarkCredentialPatch(_CredentialPatch):
     type: Literal["postmark"]
     server_api_token: Annotated[Secret | None, NotNull] = Field(None, alias="serverApiToken")
+    events_username: EventsUsername | None = Field(
+        None, alias="eventsUsername", description=EVENTS_USERNAME_DOC
+    )
+    events_password: Secret | None = Field(
+        None, alias="eventsPassword", description=EVENTS_AUTH_DOC
+    )
 
 
 class SesCredentialPatch(_CredentialPatch):
@@ -339,6 +402,13 @@ class SmtpCredentialRead(_CredentialRead):
 
 class SendGridCredentialRead(_ProviderCredentialRead):
     type: Literal["sendgrid"] = "sendgrid"
+    # Left out when unset, as Rebilly's shape has no such field.
+    event_verification_key: SkipJsonSchema[None] | str = Field(
+        None,
+        alias="eventVerificationKey",
+        description=EVENT_VERIFICATION_KEY_DOC,
+        exclude_if=lambda value: value is None,
+    )
 
 
 class MailgunCredentialRead(_ProviderCredentialRead):
@@ -350,6 +420,13 @@ class MailgunCredentialRead(_ProviderCredentialRead):
 
 class PostmarkCredentialRead(_ProviderCredentialRead):
     type: Literal["postmark"] = "postmark"
+    # Left out when unset, as Rebilly's shape has no such field.
+    events_username: SkipJsonSchema[None] | str = Field(
+        None,
+        alias="eventsUsername",
+        description=EVENTS_USERNAME_DOC,
+        exclude_if=lambda value: value is None,
+    )
 
 
 class SesCredentialRead(_ProviderCredentialRead):
@@ -412,7 +489,11 @@ def read_model(credential: ServiceCredential, href: str, events_url: str = "") -
                 auth=_auth(settings["auth"]),
             )
         case "sendgrid":
-            return SendGridCredentialRead(**common, events_url=events_url)
+            return SendGridCredentialRead(
+                **common,
+                events_url=events_url,
+                event_verification_key=settings.get("event_verification_key"),
+            )
         case "mailgun":
             return MailgunCredentialRead(
                 **common,
@@ -422,7 +503,9 @@ def read_model(credential: ServiceCredential, href: str, events_url: str = "") -
                 region=settings["region"],
             )
         case "postmark":
-            return PostmarkCredentialRead(**common, events_url=events_url)
+            return PostmarkCredentialRead(
+                **common, events_url=events_url, events_username=settings.get("events_username")
+            )
         case "aws-ses":
             return SesCredentialRead(
                 **common,

@@ -76,12 +76,16 @@ def _split(data: CredentialCreate) -> tuple[dict[str, Any], dict[str, str]]:
             }
             return settings, secrets
         case SendGridCredentialCreate():
-            return {}, {"api_key": data.api_key}
+            keys = {"event_verification_key": data.event_verification_key}
+            return _given(keys), {"api_key": data.api_key}
         case MailgunCredentialCreate():
             settings = {"email_from": data.email_from, "domain": data.domain, "region": data.region}
-            return settings, {"api_key": data.api_key}
+            signing = {"webhook_signing_key": data.webhook_signing_key}
+            return settings, {"api_key": data.api_key, **_given(signing)}
         case PostmarkCredentialCreate():
-            return {}, {"server_token": data.server_api_token}
+            username = {"events_username": data.events_username}
+            password = {"events_password": data.events_password}
+            return _given(username), {"server_token": data.server_api_token, **_given(password)}
         case SesCredentialCreate():
             settings = {
                 "access_key": data.key,
@@ -98,6 +102,21 @@ def _split(data: CredentialCreate) -> tuple[dict[str, Any], dict[str, str]]:
             return {"host": data.host, "auth": webhook_auth}, webhook_secrets
         case SimulatorCredentialCreate():
             return {}, {}
+
+
+def _given(values: dict[str, str | None]) -> dict[str, str]:
+    """The optional fields that were given: a credential without them stores nothing for them."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _check_events_login(type_: str, settings: dict[str, Any], secrets: dict[str, str]) -> None:
+    """Postmark's webhook sends both or neither: half a login would refuse every event."""
+    if type_ != "postmark":
+        return
+    if settings.get("events_username") and not secrets.get("events_password"):
+        raise invalid_field("eventsPassword", "give it with eventsUsername")
+    if secrets.get("events_password") and not settings.get("events_username"):
+        raise invalid_field("eventsUsername", "give it with eventsPassword")
 
 
 def check_destination(host: str, policy: DestinationPolicy) -> None:
@@ -117,6 +136,7 @@ async def create_credential(
 ) -> ServiceCredential:
     now = now.replace(microsecond=0)
     settings, secrets = _split(data)
+    _check_events_login(data.type, settings, secrets)
     credential = ServiceCredential(
         id=new_id(ID_PREFIX),
         organization_id=organization_id,
@@ -157,14 +177,22 @@ _PLACES: dict[str, dict[str, tuple[str, str]]] = {
         "port": ("settings", "port"),
         "encryption": ("settings", "encryption"),
     },
-    "sendgrid": {"api_key": ("secrets", "api_key")},
+    "sendgrid": {
+        "api_key": ("secrets", "api_key"),
+        "event_verification_key": ("settings", "event_verification_key"),
+    },
     "mailgun": {
         "email_from": ("settings", "email_from"),
         "domain": ("settings", "domain"),
         "region": ("settings", "region"),
         "api_key": ("secrets", "api_key"),
+        "webhook_signing_key": ("secrets", "webhook_signing_key"),
     },
-    "postmark": {"server_api_token": ("secrets", "server_token")},
+    "postmark": {
+        "server_api_token": ("secrets", "server_token"),
+        "events_username": ("settings", "events_username"),
+        "events_password": ("secrets", "events_password"),
+    },
     "aws-ses": {
         "key": ("settings", "access_key"),
         "region": ("settings", "region"),
@@ -174,6 +202,10 @@ _PLACES: dict[str, dict[str, tuple[str, str]]] = {
     "simulator": {},
     "webhook": {"host": ("settings", "host")},
 }
+
+
+# Optional settings that null on PATCH takes away (a credential without them stores none).
+_OPTIONAL = {"event_verification_key", "events_username"}
 
 
 def _patched(
@@ -206,10 +238,14 @@ def _patched(
             secrets = {}
         elif name in places:
             where, key = places[name]
-            if where == "settings":
+            if where == "settings" and value is None and key in _OPTIONAL:
+                settings.pop(key, None)
+            elif where == "settings":
                 settings[key] = value or None if key == "configuration_set" else value
             else:
                 secrets = {**(stored_secrets() if secrets is None else secrets), key: value}
+                if value is None:  # an optional secret taken away
+                    secrets.pop(key)
     return settings, secrets
 
 
@@ -239,6 +275,11 @@ async def update_credential(
     if "max_send_rate" in given:
         changes["max_send_rate"] = given.pop("max_send_rate")
     settings, secrets = _patched(credential, given, box)
+    if secrets is None and credential.type == "postmark":
+        stored = json.loads(box.decrypt(credential.secret)) if credential.secret else {}
+        _check_events_login(credential.type, settings, stored)
+    else:
+        _check_events_login(credential.type, settings, secrets or {})
     stays_in_use = (status or credential.status) == CredentialStatus.ACTIVE
     if policy is not None and credential.type in {"smtp", WEBHOOK} and stays_in_use:
         check_destination(settings["host"], policy)

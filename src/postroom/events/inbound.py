@@ -20,7 +20,7 @@ from postroom.api.problems import problem_responses
 from postroom.credentials import service as credentials
 from postroom.credentials.service import DeliveryCredential
 from postroom.errors import NotFound
-from postroom.events import service
+from postroom.events import mailgun, postmark, sendgrid, service
 from postroom.events.service import ProviderEvent
 from postroom.settings import EventSettings
 
@@ -44,9 +44,14 @@ class InboundRequest:
 
 
 # A credential type's module: verifies the request (raising errors.Unauthorized or Forbidden)
-# and returns its events. Filled in by events/<provider>.py.
+# and returns its events. The provider modules name InboundRequest only for type checking, so
+# importing them here is no cycle.
 Parser = Callable[[InboundRequest], Awaitable[list[ProviderEvent]]]
-PARSERS: dict[str, Parser] = {}
+PARSERS: dict[str, Parser] = {
+    "sendgrid": sendgrid.parse,
+    "mailgun": mailgun.parse,
+    "postmark": postmark.parse,
+}
 
 
 def events_path(credential_id: str, tag: str) -> str:
