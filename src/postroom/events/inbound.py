@@ -20,7 +20,7 @@ from postroom.api.problems import problem_responses
 from postroom.credentials import service as credentials
 from postroom.credentials.service import DeliveryCredential
 from postroom.errors import NotFound
-from postroom.events import mailgun, postmark, sendgrid, service
+from postroom.events import mailgun, postmark, sendgrid, service, ses
 from postroom.events.service import ProviderEvent
 from postroom.settings import EventSettings
 
@@ -51,6 +51,7 @@ PARSERS: dict[str, Parser] = {
     "sendgrid": sendgrid.parse,
     "mailgun": mailgun.parse,
     "postmark": postmark.parse,
+    ses.CREDENTIAL_TYPE: ses.parse,
 }
 
 
@@ -122,6 +123,3 @@ async def receive_provider_events(
         },
     )
     return Response(status_code=200)
-
-
-from postroom.events import ses  # noqa: E402, F401 - registers its parser

@@ -8,13 +8,15 @@ import json
 import logging
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postroom.delivery.transports.base import MESSAGE_ID_KEY
 from postroom.events import sns
-from postroom.events.inbound import PARSERS, InboundRequest
 from postroom.events.models import BounceType, EventKind, EventSource
 from postroom.events.service import ProviderEvent
+
+if TYPE_CHECKING:
+    from postroom.events.inbound import InboundRequest
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +140,7 @@ def events_of(record: Mapping[str, Any], notification: sns.SnsMessage) -> list[P
     return []
 
 
-async def parse(request: InboundRequest) -> list[ProviderEvent]:
+async def parse(request: "InboundRequest") -> list[ProviderEvent]:
     notification = await sns.verified_message(
         request.body, request.headers, now=request.now, settings=request.settings
     )
@@ -161,6 +163,3 @@ async def parse(request: InboundRequest) -> list[ProviderEvent]:
         )
         return []
     return events_of(record, notification)
-
-
-PARSERS[CREDENTIAL_TYPE] = parse
