@@ -203,3 +203,36 @@ class TestCancel:
             response = await h.client.delete(f"/email-messages/{created['id']}")
             assert response.status_code == 409
             assert await queued(h.sessionmaker, created["id"]) is not None
+
+
+class TestCancelRacingClaims:
+    async def test_each_message_is_either_cancelled_unsent_or_sent_once(
+        self, harness_factory: HarnessFactory
+    ) -> None:
+        # Cancels and a worker's claim run at once: each message must end on exactly one side
+        # (the conditional DELETE and the claim's SKIP LOCKED; BEGIN IMMEDIATE on SQLite).
+        with smtp_server() as smtp:
+            # Small batches: claims keep coming while the cancels arrive (newest first, as the
+            # worker takes the oldest first), so some of each side win.
+            async with harness_factory(smtp_url=_smtp(smtp.port), batch_size=2) as h:
+                ids = [(await make_message(h.client, status="outbox"))["id"] for _ in range(20)]
+                answers = await asyncio.gather(
+                    h.deliver(rounds=30), *(_patch(h, i, status="draft") for i in reversed(ids))
+                )
+                ids.reverse()
+                cancels = dict(zip(ids, answers[1:], strict=True))
+                assert {r.status_code for r in cancels.values()} <= {200, 409}
+                await h.deliver()
+                sent = 0
+                for message_id, answer in cancels.items():
+                    message = await h.message(message_id)
+                    attempts = await h.attempts(message_id)
+                    if answer.status_code == 200:
+                        assert (message["status"], attempts) == ("draft", [])
+                    else:
+                        assert message["status"] == "sent"
+                        assert [a["outcome"] for a in attempts] == ["sent"]
+                        sent += 1
+                assert len(smtp.received) == sent
+                assert (await _total(h, "sent"), await _total(h, "draft")) == (sent, 20 - sent)
+                assert await _total(h, "outbox") == 0
