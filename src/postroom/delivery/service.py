@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from postroom.core.bounce_address import bounce_address
 from postroom.core.clock import Clock
 from postroom.core.crypto import SecretBox
 from postroom.core.ids import new_id
@@ -30,6 +31,7 @@ from postroom.delivery.transports.base import (
     Receipt,
     TransientError,
 )
+from postroom.delivery.transports.correlation import provider_id
 from postroom.files import service as files
 from postroom.files.blobstore import BlobStore
 from postroom.files.service import FileContent
@@ -99,7 +101,9 @@ def _attachments(
     return tuple(attached)
 
 
-def _outgoing(message: EmailMessage, attachments: tuple[AttachmentFile, ...]) -> OutgoingMessage:
+def _outgoing(
+    message: EmailMessage, attachments: tuple[AttachmentFile, ...], return_path: str | None
+) -> OutgoingMessage:
     return OutgoingMessage(
         id=message.id,
         sender=message.from_address,
@@ -114,6 +118,7 @@ def _outgoing(message: EmailMessage, attachments: tuple[AttachmentFile, ...]) ->
         attachments=attachments,
         sender_name=message.sender_name,
         metadata=dict(message.metadata_ or {}),
+        return_path=return_path,
     )
 
 
@@ -157,13 +162,17 @@ async def claim(
     clock: Clock | None = None,
     limit: int | None = None,
     in_flight: Mapping[str, int] | None = None,
+    bounce_domain: str | None = None,
 ) -> Claim:
     """`now` is when the claim began; `clock`, when given, is read again for send slots, which
     must not start before the claim's lock was granted (delivery/pacing.py).
 
     Up to `limit` messages (default: a batch). With `in_flight` (the claiming worker's messages
     being sent, by delivery key), no key gets more than its share of the worker
-    (settings.in_flight_per_key); without, this claim is the only one under way."""
+    (settings.in_flight_per_key); without, this claim is the only one under way.
+
+    With `bounce_domain`, SMTP sends get the message's own bounce address as their envelope
+    sender, for `postroom bounces` to take the bounces to (events/bounces.py)."""
     batch = settings.batch_size if limit is None else limit
     claimed = await repository.claim_due(
         session,
@@ -234,6 +243,12 @@ async def claim(
         not_before = slot if slot is not None and slot > now else None
         attempt_id = new_id("mail_att_")
         transport = credential.type if credential else default_transport
+        # Only SMTP carries a Return-Path of ours; an ESP reports bounces by its own webhook.
+        return_path = (
+            bounce_address(box, message.id, bounce_domain)
+            if bounce_domain and transport == "smtp"
+            else None
+        )
         attempts.append(
             {
                 "id": attempt_id,
@@ -247,7 +262,7 @@ async def claim(
         )
         jobs.append(
             Job(
-                message=_outgoing(message, attachments_of[message.id]),
+                message=_outgoing(message, attachments_of[message.id], return_path),
                 organization_id=message.organization_id,
                 attempt_id=attempt_id,
                 attempt_number=claimed_row.attempt_count,
@@ -456,6 +471,10 @@ def _write_of(result: Result, settings: DeliverySettings, rng: random.Random) ->
         "b_duration_ms": result.duration_ms,
         "b_code": code,
         "b_body": body,
+        # Checked again here, whichever transport made the receipt: it is a server's text.
+        "b_provider_message_id": provider_id(outcome.provider_message_id)
+        if isinstance(outcome, Receipt)
+        else None,
     }
     answer = messages.DeliveryAnswer(
         job.message.id, job.organization_id, status, code, summary, now
