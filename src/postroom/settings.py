@@ -96,6 +96,12 @@ class DeliverySettings(BaseModel):
         description="a worker holds a rate-limited credential's messages whose send slot is at "
         "most this far ahead (waiting for it); later ones go back to the queue until their slot",
     )
+    max_schedule_days: float = Field(
+        30,
+        gt=0,
+        le=3650,
+        description="how far ahead a message's scheduledTime may be, in days",
+    )
     unknown_outcome: Literal["retry", "hold"] = Field(
         "retry",
         description="after an attempt whose outcome is unknown (crash, timeout after DATA): "

@@ -359,7 +359,8 @@ async def attempts_of(session: AsyncSession, message_id: str) -> list[DeliveryAt
     found = await session.scalars(
         select(DeliveryAttempt)
         .where(DeliveryAttempt.message_id == message_id)
-        .order_by(DeliveryAttempt.number, DeliveryAttempt.id)
+        # In time first: a message cancelled and sent again numbers each send's attempts from 1.
+        .order_by(DeliveryAttempt.started_at, DeliveryAttempt.number, DeliveryAttempt.id)
     )
     return list(found.all())
 

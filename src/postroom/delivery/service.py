@@ -113,7 +113,8 @@ def _outgoing(
         subject=message.subject,
         text=message.text,
         html=message.html,
-        date=message.initiated_at or message.created_at,
+        # A scheduled message is dated when it was due to go, not when it was queued.
+        date=message.scheduled_at or message.initiated_at or message.created_at,
         attachments=attachments,
         sender_name=message.sender_name,
         metadata=dict(message.metadata_ or {}),

@@ -40,6 +40,8 @@ class EmailMessage(Base):
     response_code: Mapped[int | None]
     response_body: Mapped[str | None] = mapped_column(Text)
     initiated_at: Mapped[datetime | None]
+    # When the message is to be sent, if not at once (scheduledTime): its queue row is due then.
+    scheduled_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

@@ -75,26 +75,83 @@ async def list_page(
     )
 
 
-async def get(session: AsyncSession, organization_id: str, message_id: str) -> EmailMessage | None:
+async def get(
+    session: AsyncSession, organization_id: str, message_id: str, *, fresh: bool = False
+) -> EmailMessage | None:
+    """`fresh`: as the database holds it now, even if the session has the row already."""
     return await session.scalar(
         select(EmailMessage).where(
             EmailMessage.id == message_id, EmailMessage.organization_id == organization_id
-        )
+        ),
+        execution_options={"populate_existing": fresh},
     )
 
 
 async def move_draft_to_outbox(
-    session: AsyncSession, organization_id: str, message_id: str, now: datetime
+    session: AsyncSession,
+    organization_id: str,
+    message_id: str,
+    now: datetime,
+    scheduled_at: datetime | None = None,
 ) -> EmailMessage | None:
     """Atomically draft -> outbox; None if the message is not (or no longer) a draft."""
+    return await _change_in_status(
+        session,
+        organization_id,
+        message_id,
+        MessageStatus.DRAFT,
+        status=MessageStatus.OUTBOX,
+        initiated_at=now,
+        updated_at=now,
+        scheduled_at=scheduled_at,
+    )
+
+
+async def move_outbox_to_draft(
+    session: AsyncSession, organization_id: str, message_id: str, now: datetime
+) -> EmailMessage | None:
+    """Atomically outbox -> draft (a draft has no initiatedTime); None if the message is not
+    (or no longer) in outbox. The caller has taken it out of the delivery queue."""
+    return await _change_in_status(
+        session,
+        organization_id,
+        message_id,
+        MessageStatus.OUTBOX,
+        status=MessageStatus.DRAFT,
+        initiated_at=None,
+        updated_at=now,
+    )
+
+
+async def set_scheduled(
+    session: AsyncSession,
+    organization_id: str,
+    message_id: str,
+    status: MessageStatus,
+    scheduled_at: datetime | None,
+    now: datetime,
+) -> EmailMessage | None:
+    """The message's scheduled time, if it is still in `status`; None if not."""
+    return await _change_in_status(
+        session, organization_id, message_id, status, scheduled_at=scheduled_at, updated_at=now
+    )
+
+
+async def _change_in_status(
+    session: AsyncSession,
+    organization_id: str,
+    message_id: str,
+    in_status: MessageStatus,
+    **values: Any,
+) -> EmailMessage | None:
     return await session.scalar(
         update(EmailMessage)
         .where(
             EmailMessage.id == message_id,
             EmailMessage.organization_id == organization_id,
-            EmailMessage.status == MessageStatus.DRAFT,
+            EmailMessage.status == in_status,
         )
-        .values(status=MessageStatus.OUTBOX, initiated_at=now, updated_at=now)
+        .values(**values)
         .returning(EmailMessage),
         execution_options={"populate_existing": True},
     )

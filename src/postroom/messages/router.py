@@ -1,5 +1,6 @@
 """HTTP for /email-messages: parse, call the service, shape the answer."""
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -9,14 +10,16 @@ from postroom.api.deps import ClockDep, OrganizationDep, SessionDep, SettingsDep
 from postroom.api.problems import problem_responses
 from postroom.api.wire import resource_url
 from postroom.core.listing import ListQuery
-from postroom.messages import service
+from postroom.errors import invalid_field
+from postroom.messages import schedule, service
 from postroom.messages.models import EmailMessage
 from postroom.messages.schemas import (
     LIST_FIELDS,
     EmailMessageCreate,
+    EmailMessagePatch,
     EmailMessageRead,
-    EmailMessageSend,
 )
+from postroom.settings import Settings
 
 router = APIRouter(prefix="/email-messages", tags=["Email messages"])
 ListQueryDep = Annotated[ListQuery, Depends(collection_query(LIST_FIELDS))]
@@ -24,6 +27,10 @@ ListQueryDep = Annotated[ListQuery, Depends(collection_query(LIST_FIELDS))]
 
 def _read(request: Request, message: EmailMessage) -> EmailMessageRead:
     return EmailMessageRead.of(message, resource_url(request, "email-messages", message.id))
+
+
+def _max_schedule(settings: Settings) -> timedelta:
+    return timedelta(days=settings.delivery.max_schedule_days)
 
 
 @router.get(
@@ -77,6 +84,7 @@ async def create_email_message(
         clock.now(),
         max_attachment_bytes=settings.files.max_message_bytes,
         allowed_domains=settings.server_transport_domains(),
+        max_schedule=_max_schedule(settings),
     )
     read = _read(request, message)
     response.headers["Location"] = read.links[0].href
@@ -99,26 +107,47 @@ async def get_email_message(
     "/{id}",
     operation_id="PatchEmailMessage",
     summary="Send an email message",
-    description="Moves a draft to `outbox`, which queues it for delivery.",
+    description='`{"status": "outbox"}` moves a draft to `outbox`, which queues it for '
+    "delivery (at its `scheduledTime`, if it has one). Postroom's additions: "
+    '`{"status": "draft"}` cancels a message waiting in `outbox` that no worker is '
+    "sending (409 if one is, or if it is sent or failed; its attempts are kept), and "
+    '`{"scheduledTime": …}` alone moves the time a message waiting in `outbox` (or a draft) '
+    "is sent at.",
     responses=problem_responses(400, 401, 404, 409, 422),
 )
 async def send_email_message(
     id: str,
-    body: EmailMessageSend,
+    body: EmailMessagePatch,
     request: Request,
     session: SessionDep,
     organization_id: OrganizationDep,
     clock: ClockDep,
     settings: SettingsDep,
 ) -> EmailMessageRead:
-    message = await service.send_draft(
-        session,
-        organization_id,
-        id,
-        clock.now(),
-        max_attachment_bytes=settings.files.max_message_bytes,
-        allowed_domains=settings.server_transport_domains(),
-    )
+    now, max_schedule = clock.now(), _max_schedule(settings)
+    if body.status == "outbox":
+        message = await service.send_draft(
+            session,
+            organization_id,
+            id,
+            now,
+            max_attachment_bytes=settings.files.max_message_bytes,
+            allowed_domains=settings.server_transport_domains(),
+            scheduled=body.scheduled_time if body.schedules else schedule.Keep.STORED,
+            max_schedule=max_schedule,
+        )
+    elif body.status == "draft":
+        message = await schedule.cancel_message(session, organization_id, id, now)
+        if body.schedules:
+            message = await schedule.reschedule_message(
+                session, organization_id, id, body.scheduled_time, now, max_ahead=max_schedule
+            )
+    elif body.schedules:
+        message = await schedule.reschedule_message(
+            session, organization_id, id, body.scheduled_time, now, max_ahead=max_schedule
+        )
+    else:
+        raise invalid_field("status", "Field required")
     return _read(request, message)
 
 

@@ -1,10 +1,20 @@
 """The wire shape of /email-messages (components/schemas/EmailMessage.yaml)."""
 
+import re
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
 from postroom.api.wire import SelfLink, TextLine, WireStr, WireTime
@@ -60,6 +70,35 @@ EmailAddress = Annotated[
 ]
 
 
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d{1,9})?([Zz]|[+-]\d\d:\d\d)")
+
+
+def _rfc3339_time(value: Any) -> Any:
+    """An RFC 3339 date-time with its offset, as an aware UTC datetime. Nothing looser (a Unix
+    timestamp, a date alone, a time with no offset): a time without its zone is a guess."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise PydanticCustomError(
+            "rfc3339", "must be an RFC 3339 date-time with an offset, e.g. 2026-12-05T09:00:00Z"
+        )
+    try:
+        return datetime.fromisoformat(value.upper()).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise PydanticCustomError("rfc3339", "not a valid date-time") from None
+
+
+ScheduledTime = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339_time),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+SCHEDULED_TIME_DOC = (
+    "When to send the message (RFC 3339), at most POSTROOM_DELIVERY__MAX_SCHEDULE_DAYS (30) "
+    "days ahead; null or absent: at once. A time up to 60 s past is taken as now; one further "
+    "past is a 422. Postroom's addition to Rebilly's contract."
+)
+
 # Request limits (README "Limits"): a transactional message is not a mailing list.
 MAX_RECIPIENTS = 50  # per field: to, cc, bcc
 MAX_METADATA_ENTRIES = 50
@@ -101,12 +140,34 @@ class EmailMessageCreate(BaseModel):
     metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=MAX_METADATA_ENTRIES)
     attachments: list[Attachment] | None = Field(None, max_length=MAX_ATTACHMENTS)
     credential_hash: WireStr | None = Field(None, alias="credentialHash", max_length=50)
+    scheduled_time: ScheduledTime | None = Field(
+        None, alias="scheduledTime", description=SCHEDULED_TIME_DOC
+    )
 
 
-class EmailMessageSend(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
+class EmailMessagePatch(BaseModel):
+    """`status: outbox` sends a draft (Rebilly's contract); postroom adds `status: draft`, which
+    takes a message waiting in `outbox` back, and `scheduledTime`, which sets when it goes."""
 
-    status: Literal["outbox"]
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
+
+    status: Literal["outbox", "draft"] | None = Field(
+        None,
+        description="`outbox` sends a draft. `draft` cancels a message waiting in `outbox` that "
+        "no worker is sending (postroom's addition). Required unless scheduledTime is given.",
+    )
+    scheduled_time: ScheduledTime | None = Field(
+        None,
+        alias="scheduledTime",
+        description=SCHEDULED_TIME_DOC + " Given alone, it reschedules a message waiting in "
+        "`outbox` (or sets a draft's); with `status: outbox` it schedules the draft being sent, "
+        "which otherwise keeps the time it was given.",
+    )
+
+    @property
+    def schedules(self) -> bool:
+        """Whether scheduledTime was given (null included: send at once)."""
+        return "scheduled_time" in self.model_fields_set
 
 
 class EmailMessageRead(BaseModel):
@@ -132,6 +193,11 @@ class EmailMessageRead(BaseModel):
     sent_time: WireTime | None = Field(alias="sentTime")
     created_time: WireTime = Field(alias="createdTime")
     updated_time: WireTime = Field(alias="updatedTime")
+    scheduled_time: WireTime | None = Field(
+        None,
+        alias="scheduledTime",
+        description="When the message is to be sent, if not at once (postroom's addition).",
+    )
     links: list[SelfLink] = Field(alias="_links")
 
     @classmethod
@@ -155,6 +221,7 @@ class EmailMessageRead(BaseModel):
             sentTime=message.sent_at,
             createdTime=message.created_at,
             updatedTime=message.updated_at,
+            scheduledTime=message.scheduled_at,
             _links=[SelfLink(href=href)],
         )
 

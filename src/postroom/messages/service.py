@@ -5,7 +5,7 @@ in its own transaction."""
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +19,7 @@ from postroom.errors import Conflict, NotFound
 from postroom.files import service as files
 from postroom.messages import repository
 from postroom.messages.models import EmailMessage, MessageStatus
+from postroom.messages.schedule import Keep, checked_time, due_at
 from postroom.messages.schemas import EmailMessageCreate, EmailMessageRead
 from postroom.senders import service as senders
 
@@ -58,11 +59,13 @@ async def create_message(
     *,
     max_attachment_bytes: int,
     allowed_domains: tuple[str, ...],
+    max_schedule: timedelta = timedelta(days=30),
 ) -> EmailMessage:
-    """Stores a message; in `outbox` it is queued in this same transaction (the outbox pattern).
-    `allowed_domains`: the From domains the server-wide transport takes without a verified
-    email delivery setting."""
+    """Stores a message; in `outbox` it is queued in this same transaction (the outbox pattern),
+    due at its scheduled time. `allowed_domains`: the From domains the server-wide transport
+    takes without a verified email delivery setting."""
     now = now.replace(microsecond=0)
+    scheduled_at = checked_time(data.scheduled_time, now, max_schedule)
     sender = None
     if data.credential_hash is not None:
         await credentials.check_usable(session, organization_id, data.credential_hash)
@@ -94,6 +97,7 @@ async def create_message(
         sender_name=sender.name if sender else None,
         sender_credential_id=sender.credential_id if sender else None,
         initiated_at=now if data.status == "outbox" else None,
+        scheduled_at=scheduled_at,
         created_at=now,
         updated_at=now,
         search_text=" ".join([data.subject, data.from_, *data.to, *cc, *bcc]).lower(),
@@ -169,16 +173,23 @@ async def send_draft(
     *,
     max_attachment_bytes: int,
     allowed_domains: tuple[str, ...],
+    scheduled: datetime | Keep | None = Keep.STORED,
+    max_schedule: timedelta = timedelta(days=30),
 ) -> EmailMessage:
-    """draft -> outbox. Anything else is a conflict: a message is sent once. Its attachments
-    are checked and resolved again (a file or a link may have changed since the draft was
-    written), and a draft
+    """draft -> outbox, due at `scheduled` (None: at once), or at the time the draft keeps.
+    Anything else is a conflict: a message is sent once. Its attachments are checked and
+    resolved again (a file or a link may have changed since the draft was written), and a draft
     that names no credential takes the default email delivery setting of now, checked and
     pinned."""
     draft = await get_message(session, organization_id, message_id)
     sender = None
     attachments = None
+    scheduled_at = None
     if draft.status == MessageStatus.DRAFT:
+        requested = draft.scheduled_at if isinstance(scheduled, Keep) else scheduled
+        scheduled_at = checked_time(
+            requested, now.replace(microsecond=0), max_schedule, stored=isinstance(scheduled, Keep)
+        )
         attachments = await _resolve_attachments(
             session, organization_id, draft.attachments, max_attachment_bytes
         )
@@ -187,7 +198,7 @@ async def send_draft(
                 session, organization_id, draft.from_address, allowed_domains=allowed_domains
             )
     message = await repository.move_draft_to_outbox(
-        session, organization_id, message_id, now.replace(microsecond=0)
+        session, organization_id, message_id, now.replace(microsecond=0), scheduled_at
     )
     if message is None:
         current = await get_message(session, organization_id, message_id)
@@ -214,7 +225,7 @@ async def _enqueue(session: AsyncSession, message: EmailMessage) -> None:
         message.id,
         organization_id=message.organization_id,
         credential_id=message.credential_hash or message.sender_credential_id,
-        due_at=message.initiated_at or message.created_at,
+        due_at=due_at(message, message.initiated_at or message.created_at),
     )
 
 
