@@ -1,11 +1,20 @@
 """HTTP tests of messages/batch_router.py: POST /email-message-batches."""
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from postroom.app import create_app
+from postroom.auth.service import NewOrganization
+from postroom.settings import LimitSettings
+from tests.conftest import make_settings
 from tests.factories import message_body, upload_file
 from tests.harness import HarnessFactory
+from tests.servers.http import serve_in_thread
 from tests.servers.smtp import smtp_server
 
 PATH = "/email-message-batches"
@@ -153,6 +162,62 @@ class TestRefused:
     async def test_path_is_not_a_message_id(self, client: httpx.AsyncClient) -> None:
         response = await client.get(PATH)
         assert response.status_code == 405
+
+
+ApiFactory = Callable[..., AbstractContextManager[str]]
+
+
+@pytest.fixture
+def limited_api(database_url: str, tmp_path: Path) -> ApiFactory:
+    """An API of its own on the shared database, with these LimitSettings."""
+
+    @contextmanager
+    def build(**limits: Any) -> Iterator[str]:
+        settings = make_settings(database_url, tmp_path / "data", limits=LimitSettings(**limits))
+        with serve_in_thread(create_app(settings)) as url:
+            yield url
+
+    return build
+
+
+class TestLimits:
+    async def test_a_batch_counts_one_write_per_message(
+        self, limited_api: ApiFactory, organization: NewOrganization
+    ) -> None:
+        headers = {"REB-APIKEY": organization.api_key}
+        with limited_api(rate_limit_write="10/minute", max_batch_messages=8) as url:
+            async with httpx.AsyncClient(base_url=url, headers=headers) as client:
+                first = await client.post(PATH, json={"messages": _batch(6)})
+                assert first.status_code == 200, first.text
+                assert first.headers["X-RateLimit-Remaining"] == "4"
+                refused = await client.post(PATH, json={"messages": _batch(5)})
+                assert refused.status_code == 429
+                assert len(await _ids(client, "Batch item")) == 6
+
+    async def test_the_limit_is_a_setting(
+        self, limited_api: ApiFactory, organization: NewOrganization
+    ) -> None:
+        headers = {"REB-APIKEY": organization.api_key}
+        with limited_api(max_batch_messages=2) as url:
+            async with httpx.AsyncClient(base_url=url, headers=headers) as client:
+                response = await client.post(PATH, json={"messages": _batch(3)})
+                assert response.status_code == 422
+                assert "at most 2" in response.json()["detail"]
+
+    async def test_a_body_past_the_json_limit_is_taken_up_to_the_batch_limit(
+        self, limited_api: ApiFactory, organization: NewOrganization
+    ) -> None:
+        headers = {"REB-APIKEY": organization.api_key}
+        text = "x" * 2000
+        items = [message_body(text=text) for _ in range(3)]
+        with limited_api(max_body_bytes=4096, max_batch_body_bytes=8192) as url:
+            async with httpx.AsyncClient(base_url=url, headers=headers) as client:
+                taken = await client.post(PATH, json={"messages": items})
+                assert taken.status_code == 200, taken.text
+                single = await client.post("/email-messages", json=message_body(text=text * 3))
+                assert single.status_code == 413
+                refused = await client.post(PATH, json={"messages": items * 2})
+                assert refused.status_code == 413
 
 
 class TestIdempotency:
