@@ -159,6 +159,38 @@ class TestRefused:
         response = await client.post(PATH, json=[message_body()])
         assert response.status_code == 422, response.text
 
+    async def test_messages_not_a_list_is_a_422_and_bad_json_a_400(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        for body in ({"messages": "x"}, {"messages": None}, {"messages": {"0": message_body()}}):
+            response = await client.post(PATH, json=body)
+            assert response.status_code == 422, response.text
+            assert [f["field"] for f in response.json()["invalidFields"]] == ["messages"]
+        garbage = await client.post(
+            PATH, content=b'{"messages": [', headers={"Content-Type": "application/json"}
+        )
+        assert garbage.status_code == 400
+
+    async def test_items_of_any_shape_are_each_a_422(self, client: httpx.AsyncClient) -> None:
+        items: list[Any] = [
+            1,
+            [],
+            {},
+            message_body(to="someone@example.com"),
+            message_body(**{"from": 5}),
+            message_body(subject="nul \x00 here"),
+            message_body(text="nul \x00 here"),
+            message_body(metadata={"k": ["not", "a", "string"]}),
+        ]
+        response = await client.post(PATH, json={"messages": items})
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert [r["status"] for r in results] == [422] * len(items)
+        fields = [{f["field"] for f in r["problem"]["invalidFields"]} for r in results]
+        assert fields[0] == fields[1] == {"body"}
+        assert fields[2] >= {"from", "to", "subject", "text", "html"}
+        assert fields[3:] == [{"to"}, {"from"}, {"subject"}, {"text"}, {"metadata.k"}]
+
     async def test_path_is_not_a_message_id(self, client: httpx.AsyncClient) -> None:
         response = await client.get(PATH)
         assert response.status_code == 405
@@ -218,6 +250,16 @@ class TestLimits:
                 assert single.status_code == 413
                 refused = await client.post(PATH, json={"messages": items * 2})
                 assert refused.status_code == 413
+
+
+class TestOrganizationPath:
+    async def test_served_under_the_organization_path_too(
+        self, client: httpx.AsyncClient, organization: NewOrganization
+    ) -> None:
+        path = f"/organizations/{organization.organization_id}{PATH}"
+        response = await client.post(path, json={"messages": _batch(2)})
+        assert response.status_code == 200, response.text
+        assert [r["status"] for r in response.json()["results"]] == [201, 201]
 
 
 class TestIdempotency:
