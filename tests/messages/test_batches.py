@@ -18,7 +18,7 @@ from tests.servers.http import serve_in_thread
 from tests.servers.smtp import smtp_server
 
 PATH = "/email-message-batches"
-INVALID = {
+INVALID: dict[int, dict[str, Any]] = {
     7: {"to": []},
     250: {"from": "not an address"},
     499: {"subject": "line\nbreak"},
