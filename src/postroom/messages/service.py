@@ -3,10 +3,10 @@ kept counts of messages by status, which every change to a message's existence o
 in its own transaction."""
 
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -77,9 +77,12 @@ async def create_message(
 # What checking a message looked up, by what it looked up, for messages checked together (a
 # batch): the organization's rules do not change within one transaction.
 CheckMemo = dict[tuple[str, str], object]
+T = TypeVar("T")
 
 
-async def _remembered(memo: CheckMemo | None, key: tuple[str, str], look_up: Any) -> Any:
+async def _remembered(
+    memo: CheckMemo | None, key: tuple[str, str], look_up: Callable[[], Awaitable[T]]
+) -> T:
     """`await look_up()`, or what it gave (or raised) the first time for `key`."""
     if memo is None:
         return await look_up()
@@ -91,7 +94,7 @@ async def _remembered(memo: CheckMemo | None, key: tuple[str, str], look_up: Any
     found = memo[key]
     if isinstance(found, PostroomError):
         raise found
-    return found
+    return cast(T, found)
 
 
 async def check_new_message(
