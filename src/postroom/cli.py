@@ -20,6 +20,7 @@ from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.db.migrate import upgrade
 from postroom.delivery.worker import run_worker
 from postroom.errors import PostroomError
+from postroom.events.bounces import run_bounces
 from postroom.messages import service as messages_service
 from postroom.senders import service as senders_service
 from postroom.settings import InvalidSettings, Settings, load_settings
@@ -165,6 +166,29 @@ def worker(
     except Exception as error:
         log.critical("delivery worker died", exc_info=error)
         typer.echo(f"error: the delivery worker died ({_reason(error)})", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def bounces() -> None:
+    """Run the SMTP server for bounces and feedback reports (the bounce domain's MX): mail to a
+    message's bounce address becomes events on it; mail to any other address is refused."""
+    settings = _settings()
+    if not settings.events.bounce_domain:
+        typer.echo("error: set POSTROOM_EVENTS__BOUNCE_DOMAIN first", err=True)
+        raise typer.Exit(2)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_bounces(settings, stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as error:  # the address is taken, or not this host's
+        typer.echo(f"error: cannot listen ({_reason(error)})", err=True)
         raise typer.Exit(1) from None
 
 

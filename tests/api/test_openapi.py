@@ -26,6 +26,11 @@ OPERATIONS = {
     ("/attachments/{id}", "put"): "PutAttachment",
     ("/attachments/{id}", "delete"): "DeleteAttachment",
     ("/service-credentials/{type}/{id}", "patch"): "PatchServiceCredential",
+    ("/blocklists", "get"): "GetBlocklistCollection",
+    ("/blocklists", "post"): "PostBlocklist",
+    ("/blocklists/{id}", "get"): "GetBlocklist",
+    ("/blocklists/{id}", "put"): "PutBlocklist",
+    ("/blocklists/{id}", "delete"): "DeleteBlocklist",
 }
 
 
@@ -125,6 +130,9 @@ class TestOpenApi:
             ("/attachments/{id}", "put", "404"),
             ("/attachments/{id}", "put", "422"),
             ("/service-credentials/{type}/{id}", "patch", "422"),
+            ("/blocklists", "post", "409"),
+            ("/blocklists/{id}", "put", "409"),
+            ("/blocklists/{id}", "delete", "404"),
         ],
     )
     def test_documented_error_statuses(

@@ -36,6 +36,9 @@ class TestOutcomes:
             assert record["sentTime"] is not None
             [attempt] = await h.attempts(message_id)
             assert (attempt["transport"], attempt["outcome"]) == ("simulator", "sent")
+            # The simulated id its answer names, as a provider's would be recorded.
+            assert attempt["providerMessageId"].startswith("sim_")
+            assert f'"id": "{attempt["providerMessageId"]}"' in record["responseBody"]
 
     async def test_any_other_address_is_delivered(self, harness_factory: HarnessFactory) -> None:
         async with harness_factory() as h:

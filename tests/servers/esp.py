@@ -102,6 +102,7 @@ class EspServer:
         self._received: list[EspRequest] = []
         self._answers: deque[Answer] = deque()
         self._refusals = 0
+        self._issued: list[str] = []
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     @property
@@ -115,6 +116,17 @@ class EspServer:
         """Requests refused for what they were (bad auth, bad shape)."""
         with self._lock:
             return self._refusals
+
+    @property
+    def issued_ids(self) -> list[str]:
+        """The message ids its own successes gave, in order (scripted answers not included)."""
+        with self._lock:
+            return list(self._issued)
+
+    def _issue(self, message_id: str) -> str:
+        with self._lock:
+            self._issued.append(message_id)
+        return message_id
 
     def script(self, *answers: Answer) -> None:
         """Answers for the next valid requests, one each; then the provider's success."""
@@ -257,7 +269,8 @@ class SendGridServer(EspServer):
         )
 
     def accept(self, request: EspRequest) -> Answer:
-        return Answer(202, b"", {"X-Message-Id": secrets.token_urlsafe(16)})
+        # As SendGrid's: 22 URL-safe characters, the start of its events' sg_message_id.
+        return Answer(202, b"", {"X-Message-Id": self._issue(secrets.token_urlsafe(16))})
 
     async def check(self, request: Request, received: EspRequest) -> None:
         if received.path != "/v3/mail/send":
@@ -351,6 +364,7 @@ def _sendgrid_problems(body: Any) -> Iterator[tuple[str | None, str]]:
                     f"content.{n}.value",
                     "The content value must be a string at least one character in length.",
                 )
+    yield from _sendgrid_custom_problems(body)
     for n, attachment in enumerate(body.get("attachments") or []):
         if not _is_base64(attachment.get("content")):
             yield f"attachments.{n}.content", "The attachment content must be base64 encoded."
@@ -363,7 +377,50 @@ def _sendgrid_problems(body: Any) -> Iterator[tuple[str | None, str]]:
             )
 
 
+SENDGRID_CUSTOM_ARGS_BYTES = 10_000
+SENDGRID_RESERVED_HEADERS = {
+    "x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
+    "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc",
+}  # fmt: skip
+
+
+def _sendgrid_custom_problems(body: dict[str, Any]) -> Iterator[tuple[str | None, str]]:
+    """custom_args: string values, under 10,000 bytes in all; headers: strings, none reserved."""
+    custom_args = body.get("custom_args", {})
+    if not isinstance(custom_args, dict):
+        yield "custom_args", "Invalid type. Expected: object, given: string."
+    else:
+        for key, value in custom_args.items():
+            if not isinstance(value, str):
+                yield f"custom_args.{key}", "Invalid type. Expected: string."
+        if len(json.dumps(custom_args, ensure_ascii=False).encode()) >= SENDGRID_CUSTOM_ARGS_BYTES:
+            yield "custom_args", "custom_args must be less than 10,000 bytes."
+    headers = body.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        yield "headers", "Invalid type. Expected: object of strings."
+    else:
+        for name in headers:
+            if name.lower() in SENDGRID_RESERVED_HEADERS:
+                yield f"headers.{name}", f"The header {name} is reserved and cannot be set."
+
+
 # Mailgun: POST /v3/{domain}/messages, Basic api:<key>, a form; 200 {"id", "message"}.
+
+
+MAILGUN_SEND_OPTIONS_BYTES = 16_000
+
+
+def mailgun_variables(request: EspRequest) -> dict[str, Any]:
+    """The `v:` fields as Mailgun keeps them for its events' user-variables: JSON data where a
+    value is JSON, else the text as it came."""
+    variables: dict[str, Any] = {}
+    for name, value in request.form:
+        if name.startswith("v:"):
+            try:
+                variables[name[2:]] = json.loads(value)
+            except ValueError:
+                variables[name[2:]] = value
+    return variables
 
 
 class MailgunServer(EspServer):
@@ -381,7 +438,7 @@ class MailgunServer(EspServer):
         return Answer(
             200,
             {
-                "id": f"<{stamp}.{secrets.token_hex(8)}@{self.domain}>",
+                "id": f"<{self._issue(f'{stamp}.{secrets.token_hex(8)}@{self.domain}')}>",
                 "message": "Queued. Thank you.",
             },
         )
@@ -408,6 +465,19 @@ class MailgunServer(EspServer):
             raise _Refused(
                 self.error(
                     400, "Need at least one of 'text', 'html' or 'template' parameters specified"
+                )
+            )
+        options = sum(
+            len(name.encode()) + len(value.encode())
+            for name, value in received.form
+            if name.startswith(("o:", "h:", "v:"))
+        )
+        if options > MAILGUN_SEND_OPTIONS_BYTES:
+            raise _Refused(
+                self.error(
+                    400,
+                    "Send options (parameters starting with o:, h:, or v:) are limited to "
+                    "16 kB total",
                 )
             )
         for name in ("to", "cc", "bcc"):
@@ -443,7 +513,7 @@ class PostmarkServer(EspServer):
             {
                 "To": request.json["To"],
                 "SubmittedAt": datetime.now(UTC).isoformat(),
-                "MessageID": str(uuid.uuid4()),
+                "MessageID": self._issue(str(uuid.uuid4())),
                 "ErrorCode": 0,
                 "Message": "OK",
             },
@@ -491,6 +561,9 @@ class PostmarkServer(EspServer):
             raise _Refused(
                 self.error(422, 300, "Provide either email TextBody or HtmlBody or both.")
             )
+        problem = _postmark_custom_problem(body)
+        if problem:
+            raise _Refused(self.error(422, 300, problem))
         for attachment in body.get("Attachments") or []:
             if not (attachment.get("Name") and attachment.get("ContentType")):
                 raise _Refused(
@@ -498,6 +571,31 @@ class PostmarkServer(EspServer):
                 )
             if not _is_base64(attachment.get("Content")):
                 raise _Refused(self.error(422, 300, "Attachment content must be base64 encoded."))
+
+
+POSTMARK_METADATA_FIELDS, POSTMARK_METADATA_NAME, POSTMARK_METADATA_VALUE = 10, 20, 80
+
+
+def _postmark_custom_problem(body: dict[str, Any]) -> str | None:
+    """Metadata: at most 10 string fields, names up to 20 characters and unique whatever their
+    case, values up to 80; Headers: a list of {Name, Value} strings."""
+    metadata = body.get("Metadata", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        return "Metadata must be an object of string values."
+    if len(metadata) > POSTMARK_METADATA_FIELDS:
+        return "Metadata can have at most 10 fields."
+    if len({name.lower() for name in metadata}) != len(metadata):
+        return "Metadata field names must be unique (case-insensitive)."
+    for name, value in metadata.items():
+        if len(name) > POSTMARK_METADATA_NAME or len(value) > POSTMARK_METADATA_VALUE:
+            return f"Metadata field '{name[:20]}' is too long."
+    headers = body.get("Headers", [])
+    if not isinstance(headers, list) or not all(
+        isinstance(h, dict) and isinstance(h.get("Name"), str) and isinstance(h.get("Value"), str)
+        for h in headers
+    ):
+        return "Headers must be a list of {Name, Value} strings."
+    return None
 
 
 # Amazon SES v2: POST /v2/email/outbound-emails, SigV4-signed JSON; 200 {"MessageId"}.
@@ -512,6 +610,9 @@ _SIGNATURE_MISMATCH = (
     "your AWS Secret Access Key and signing method. Consult the service documentation for "
     "details."
 )
+
+
+SES_TAG_TEXT = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class SesServer(EspServer):
@@ -537,7 +638,8 @@ class SesServer(EspServer):
         )
 
     def accept(self, request: EspRequest) -> Answer:
-        return Answer(200, {"MessageId": f"0100018c{secrets.token_hex(8)}-{uuid.uuid4()}-000000"})
+        message_id = f"0100018c{secrets.token_hex(8)}-{uuid.uuid4()}-000000"
+        return Answer(200, {"MessageId": self._issue(message_id)})
 
     async def check(self, request: Request, received: EspRequest) -> None:
         if received.path != "/v2/email/outbound-emails" or request.method != "POST":
@@ -552,6 +654,22 @@ class SesServer(EspServer):
             and not destination.get("BccAddresses")
         ):
             raise _Refused(self.error(400, "BadRequestException", "Missing final '@domain'"))
+        for tag in body.get("EmailTags") or []:
+            if not (
+                isinstance(tag, dict)
+                and all(
+                    isinstance(tag.get(part), str) and SES_TAG_TEXT.fullmatch(tag[part])
+                    for part in ("Name", "Value")
+                )
+            ):
+                raise _Refused(
+                    self.error(
+                        400,
+                        "BadRequestException",
+                        "Tag name and value must contain only ASCII letters, numbers, "
+                        "underscores or dashes, 256 characters at most.",
+                    )
+                )
         data = ((body.get("Content") or {}).get("Raw") or {}).get("Data")
         if not isinstance(data, str) or not _is_base64(data):
             raise _Refused(

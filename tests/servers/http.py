@@ -15,10 +15,13 @@ CLIENT_TLS = ssl.create_default_context()
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, *, date_header: bool = True, port: int = 0) -> Iterator[str]:
+def serve_in_thread(
+    app: ASGIApp, *, date_header: bool = True, port: int = 0, tls_pem: str | None = None
+) -> Iterator[str]:
     """Serves `app` until the block ends; yields its base URL. `date_header=False` leaves the
     Date header to the app (uvicorn's own is refreshed once a second, and sent beside any the
-    app sets). `port` 0: any free one."""
+    app sets). `port` 0: any free one. `tls_pem`: a file with the key and certificate chain
+    (trustme's), to serve https."""
     # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
     # and without it every keep-alive response waits ~40 ms for a delayed ACK (Nagle).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -33,6 +36,8 @@ def serve_in_thread(app: ASGIApp, *, date_header: bool = True, port: int = 0) ->
             lifespan="on",
             loop="asyncio",
             date_header=date_header,
+            ssl_certfile=tls_pem,
+            ssl_keyfile=tls_pem,
         )
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -43,7 +48,7 @@ def serve_in_thread(app: ASGIApp, *, date_header: bool = True, port: int = 0) ->
     if not server.started:
         raise RuntimeError("the test server did not start")
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls_pem else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -6,6 +6,7 @@ from postroom.api import health, metrics
 from postroom.api.deps import refuse_nul
 from postroom.api.problems import problem_responses
 from postroom.auth.router import api_keys, organizations
+from postroom.blocklists.router import router as blocklists
 from postroom.credentials.router import router as credentials
 from postroom.delivery.router import router as delivery
 from postroom.events.inbound import router as provider_events
@@ -35,6 +36,7 @@ resources.include_router(api_keys)
 resources.include_router(organizations)
 resources.include_router(webhooks)
 resources.include_router(webhook_tracking)
+resources.include_router(blocklists)
 
 
 def include_routes(app: FastAPI) -> None:

@@ -4,13 +4,16 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.blocklists.models import BlocklistEntry, BlocklistType
+from postroom.core.listing import ListQuery, SortKey
+from postroom.db.listing import fetch_page, filtered
 
 _table = cast(Table, BlocklistEntry.__table__)
+_columns: dict[str, ColumnElement[Any]] = dict(_table.c.items())
 
 
 async def blocking(
@@ -81,4 +84,55 @@ async def renew_expired(
             source="automated-blocklists",
             updated_time=now,
         )
+    )
+
+
+# --- the API: /blocklists -------------------------------------------------------------------
+
+
+async def get_entry(
+    session: AsyncSession, organization_id: str, entry_id: str
+) -> BlocklistEntry | None:
+    return await session.scalar(
+        select(BlocklistEntry).where(
+            BlocklistEntry.id == entry_id, BlocklistEntry.organization_id == organization_id
+        )
+    )
+
+
+async def entry_id_taken(session: AsyncSession, entry_id: str) -> bool:
+    """By any organization's entry."""
+    found = await session.scalar(select(BlocklistEntry.id).where(BlocklistEntry.id == entry_id))
+    return found is not None
+
+
+async def entry_listing(
+    session: AsyncSession, organization_id: str, type_: str, value: str
+) -> str | None:
+    """The id of the organization's entry for (type, value), if there is one."""
+    return await session.scalar(
+        select(BlocklistEntry.id).where(
+            BlocklistEntry.organization_id == organization_id,
+            BlocklistEntry.type == type_,
+            BlocklistEntry.value == value,
+        )
+    )
+
+
+async def list_entries(
+    session: AsyncSession, organization_id: str, query: ListQuery
+) -> tuple[list[BlocklistEntry], int]:
+    base = filtered(
+        select(BlocklistEntry).where(BlocklistEntry.organization_id == organization_id),
+        query,
+        _columns,
+        search=func.lower(BlocklistEntry.value),
+    )
+    return await fetch_page(
+        session,
+        base,
+        query,
+        _columns,
+        default_sort=(SortKey("created_time", descending=True),),
+        tiebreak=_table.c.id,
     )

@@ -135,7 +135,9 @@ def _skeleton(message: OutgoingMessage, markers: list[str]) -> bytes:
     headers = [
         mailbox("From", message.sender_name and _one_line(message.sender_name), message.sender)
     ]
-    headers.append(address_list("To", tuple(map(_one_line, message.to))))
+    # RFC 5322 3.6: To may be absent; it is when the blocklist left out every To recipient.
+    if message.to:
+        headers.append(address_list("To", tuple(map(_one_line, message.to))))
     if message.cc:
         headers.append(address_list("Cc", tuple(map(_one_line, message.cc))))
     headers += [

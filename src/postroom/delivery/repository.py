@@ -262,12 +262,14 @@ _close_attempt = (
         duration_ms=bindparam("b_duration_ms"),
         response_code=bindparam("b_code"),
         response_body=bindparam("b_body"),
+        provider_message_id=bindparam("b_provider_message_id"),
     )
 )
 
 
 async def close_attempts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Each row: b_id, b_outcome, b_finished_at, b_duration_ms, b_code, b_body."""
+    """Each row: b_id, b_outcome, b_finished_at, b_duration_ms, b_code, b_body,
+    b_provider_message_id."""
     if rows:
         await session.execute(_close_attempt, rows)
 

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from postroom.core.bounce_address import bounce_address
 from postroom.core.clock import Clock
 from postroom.core.crypto import SecretBox
 from postroom.core.ids import new_id
@@ -18,7 +19,7 @@ from postroom.core.text import storable
 from postroom.credentials import service as credentials
 from postroom.credentials.models import CredentialStatus
 from postroom.credentials.service import DeliveryCredential
-from postroom.delivery import repository
+from postroom.delivery import repository, suppression
 from postroom.delivery.mime import AttachmentFile, OutgoingMessage
 from postroom.delivery.models import DeliveryAttempt, Outcome
 from postroom.delivery.pacing import plan_slots
@@ -30,6 +31,7 @@ from postroom.delivery.transports.base import (
     Receipt,
     TransientError,
 )
+from postroom.delivery.transports.correlation import provider_id
 from postroom.files import service as files
 from postroom.files.blobstore import BlobStore
 from postroom.files.service import FileContent
@@ -99,7 +101,9 @@ def _attachments(
     return tuple(attached)
 
 
-def _outgoing(message: EmailMessage, attachments: tuple[AttachmentFile, ...]) -> OutgoingMessage:
+def _outgoing(
+    message: EmailMessage, attachments: tuple[AttachmentFile, ...], return_path: str | None
+) -> OutgoingMessage:
     return OutgoingMessage(
         id=message.id,
         sender=message.from_address,
@@ -113,6 +117,7 @@ def _outgoing(message: EmailMessage, attachments: tuple[AttachmentFile, ...]) ->
         attachments=attachments,
         sender_name=message.sender_name,
         metadata=dict(message.metadata_ or {}),
+        return_path=return_path,
     )
 
 
@@ -156,13 +161,17 @@ async def claim(
     clock: Clock | None = None,
     limit: int | None = None,
     in_flight: Mapping[str, int] | None = None,
+    bounce_domain: str | None = None,
 ) -> Claim:
     """`now` is when the claim began; `clock`, when given, is read again for send slots, which
     must not start before the claim's lock was granted (delivery/pacing.py).
 
     Up to `limit` messages (default: a batch). With `in_flight` (the claiming worker's messages
     being sent, by delivery key), no key gets more than its share of the worker
-    (settings.in_flight_per_key); without, this claim is the only one under way."""
+    (settings.in_flight_per_key); without, this claim is the only one under way.
+
+    With `bounce_domain`, SMTP sends get the message's own bounce address as their envelope
+    sender, for `postroom bounces` to take the bounces to (events/bounces.py)."""
     batch = settings.batch_size if limit is None else limit
     claimed = await repository.claim_due(
         session,
@@ -215,6 +224,9 @@ async def claim(
             continue
         ready.append((message, claimed_row, credential))
         attachments_of[message.id] = attachments
+    left_out = await suppression.blocked_recipients(session, [m for m, _, _ in ready], now)
+    suppressed, suppressed_attempts = _suppress(ready, left_out, now, worker, default_transport)
+    ready = [r for r in ready if r[0].id not in suppressed_attempts]
     slots, released = await _pace(
         session,
         [(m, c) for m, _, c in ready],
@@ -233,6 +245,12 @@ async def claim(
         not_before = slot if slot is not None and slot > now else None
         attempt_id = new_id("mail_att_")
         transport = credential.type if credential else default_transport
+        # Only SMTP carries a Return-Path of ours; an ESP reports bounces by its own webhook.
+        return_path = (
+            bounce_address(box, message.id, bounce_domain)
+            if bounce_domain and transport == "smtp"
+            else None
+        )
         attempts.append(
             {
                 "id": attempt_id,
@@ -242,11 +260,15 @@ async def claim(
                 "credential_id": credential.id if credential else None,
                 "worker": worker,
                 "started_at": not_before or now,
+                "suppressed": left_out.get(message.id),
             }
         )
         jobs.append(
             Job(
-                message=_outgoing(message, attachments_of[message.id]),
+                message=suppression.without(
+                    _outgoing(message, attachments_of[message.id], return_path),
+                    left_out.get(message.id, ()),
+                ),
                 organization_id=message.organization_id,
                 attempt_id=attempt_id,
                 attempt_number=claimed_row.attempt_count,
@@ -258,9 +280,55 @@ async def claim(
             )
         )
     await repository.open_attempts(session, attempts)
-    await _settle(session, [(a, token) for a in refused])
+    await repository.open_attempts(session, list(suppressed_attempts.values()))
+    await _settle(
+        session,
+        [(a, token) for a in (*refused, *suppressed)],
+        {m: (row["id"], Outcome.SUPPRESSED) for m, row in suppressed_attempts.items()},
+    )
     await repository.release(session, list(released.values()))
-    return Claim(jobs, len(refused) + len(stale))
+    return Claim(jobs, len(refused) + len(suppressed) + len(stale))
+
+
+def _suppress(
+    ready: Sequence[tuple[EmailMessage, repository.Claimed, DeliveryCredential | None]],
+    left_out: Mapping[str, list[str]],
+    now: datetime,
+    worker: str,
+    default_transport: str,
+) -> tuple[list[messages.DeliveryAnswer], dict[str, dict[str, Any]]]:
+    """The messages with no recipient left once the blocklist's are left out: each one's
+    `failed` answer, and its attempt (outcome suppressed, closed at once) by message id."""
+    answers: list[messages.DeliveryAnswer] = []
+    attempts: dict[str, dict[str, Any]] = {}
+    for message, claimed_row, credential in ready:
+        blocked = left_out.get(message.id)
+        if not blocked or not suppression.nothing_left(message, blocked):
+            continue
+        reason = storable(
+            "every recipient is on the blocklist, nothing was sent: " + ", ".join(blocked),
+            MAX_BODY,
+        )
+        answers.append(
+            messages.DeliveryAnswer(
+                message.id, message.organization_id, MessageStatus.FAILED, None, reason, now
+            )
+        )
+        attempts[message.id] = {
+            "id": new_id("mail_att_"),
+            "message_id": message.id,
+            "number": claimed_row.attempt_count,
+            "transport": credential.type if credential else default_transport,
+            "credential_id": credential.id if credential else None,
+            "worker": worker,
+            "started_at": now,
+            "outcome": Outcome.SUPPRESSED,
+            "finished_at": now,
+            "duration_ms": 0,
+            "response_body": reason,
+            "suppressed": blocked,
+        }
+    return answers, attempts
 
 
 async def _settle(
@@ -455,6 +523,10 @@ def _write_of(result: Result, settings: DeliverySettings, rng: random.Random) ->
         "b_duration_ms": result.duration_ms,
         "b_code": code,
         "b_body": body,
+        # Checked again here, whichever transport made the receipt: it is a server's text.
+        "b_provider_message_id": provider_id(outcome.provider_message_id)
+        if isinstance(outcome, Receipt)
+        else None,
     }
     answer = messages.DeliveryAnswer(
         job.message.id, job.organization_id, status, code, summary, now

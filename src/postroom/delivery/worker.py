@@ -272,6 +272,7 @@ class Worker:
                 clock=self.clock,
                 limit=limit,
                 in_flight=in_flight,
+                bounce_domain=self.settings.events.bounce_domain,
             )
 
     async def _send_and_record(self, claim: service.Claim) -> None:

@@ -67,7 +67,7 @@ router = APIRouter(tags=["Provider events"])
     response_class=Response,
     responses={
         200: {"description": "Taken (recorded, or ignored when it names no known message)"},
-        **problem_responses(401, 403, 404),
+        **problem_responses(400, 401, 403, 404, 503),
     },
 )
 async def receive_provider_events(
@@ -117,3 +117,6 @@ async def receive_provider_events(
         },
     )
     return Response(status_code=200)
+
+
+from postroom.events import ses  # noqa: E402, F401 - registers its parser

@@ -1,6 +1,7 @@
 """A message with every field a provider's request must carry, attachments included (files on
 disk, as the blob store keeps them), and the limits the transports are built with in tests."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,3 +51,28 @@ def plain_message() -> OutgoingMessage:
         html="<p>Hi</p>",
         date=datetime(2026, 11, 25, 12, 0, tzinfo=UTC),
     )
+
+
+# A metadata entry for each of the providers' rules: one that fits everywhere (and would be a
+# number if Mailgun took it as JSON), an address (not in SES's tag characters), a name longer
+# than Postmark's 20 characters, a value longer than its 80, and one under postroom's own key.
+METADATA = {
+    "order": "42",
+    "customer": "jane@example.com",
+    "a_rather_long_field_name": "x",
+    "note": "y" * 100,
+    "postroom_message_id": "spoofed",
+}
+# As much metadata as the API takes (50 entries of 100-character keys and 2,000-character
+# values): more than any provider keeps.
+OVERSIZED = {f"k{n:02d}" + "k" * 97: "v" * 2000 for n in range(50)}
+
+
+@pytest.fixture
+def tagged_message(plain_message: OutgoingMessage) -> OutgoingMessage:
+    return replace(plain_message, metadata=METADATA)
+
+
+@pytest.fixture
+def oversized_message(plain_message: OutgoingMessage) -> OutgoingMessage:
+    return replace(plain_message, metadata=OVERSIZED)

@@ -12,10 +12,10 @@ from postroom.delivery.models import QueuedMessage
 from postroom.delivery.transports.base import PermanentError, TransientError
 from postroom.delivery.transports.mailgun import MailgunTransport
 from postroom.messages.models import EmailMessage
-from tests.delivery.transports.conftest import CSV, LIMITS, PDF
+from tests.delivery.transports.conftest import CSV, LIMITS, METADATA, PDF
 from tests.factories import make_message
 from tests.harness import HarnessFactory
-from tests.servers.esp import MailgunServer, Upload, serving
+from tests.servers.esp import Answer, MailgunServer, Upload, mailgun_variables, serving
 
 API_KEY = "key-0123456789abcdef-test"
 DOMAIN = "mg.example.com"
@@ -65,7 +65,8 @@ class TestRequest:
         assert request.values("subject") == ["Your invoice"]
         assert request.values("text") == ["Plain body"]
         assert request.values("html") == ["<p>HTML body</p>"]
-        assert request.values("v:postroom-message-id") == [message.id]
+        assert request.values("v:postroom_message_id") == [f'"{message.id}"']
+        assert request.values("h:Message-Id") == [f"<{message.id}@example.com>"]
         assert request.files == [
             Upload("attachment", "invoice.pdf", "application/pdf", PDF),
             Upload("attachment", "amounts.csv", "text/csv", CSV),
@@ -203,3 +204,73 @@ class TestThroughTheWorker:
             record = await h.message(created["id"])
             assert (record["status"], record["responseCode"]) == ("failed", 400)
             assert record["responseBody"] == '{"message": "to parameter is not a valid address."}'
+
+
+class TestCorrelation:
+    async def test_v_fields_carry_postrooms_id_and_the_metadata_as_the_same_strings(
+        self, mailgun: MailgunServer, transport: MailgunTransport, tagged_message: OutgoingMessage
+    ) -> None:
+        await transport.send(tagged_message)
+        [request] = mailgun.received
+        expected = {"postroom_message_id": tagged_message.id}
+        expected |= {k: v for k, v in METADATA.items() if k != "postroom_message_id"}
+        # As Mailgun returns them in user-variables: "42" stays a string.
+        assert mailgun_variables(request) == expected
+        assert request.values("h:Message-Id") == [f"<{tagged_message.id}@example.com>"]
+
+    async def test_variables_past_mailguns_16_kb_of_send_options_are_left_out(
+        self,
+        mailgun: MailgunServer,
+        transport: MailgunTransport,
+        oversized_message: OutgoingMessage,
+    ) -> None:
+        await transport.send(oversized_message)  # the look-alike refuses more than 16 kB
+        [request] = mailgun.received
+        variables = mailgun_variables(request)
+        assert variables["postroom_message_id"] == oversized_message.id
+        assert 1 < len(variables) < len(oversized_message.metadata)
+
+    async def test_the_receipt_carries_mailguns_id_without_brackets(
+        self, mailgun: MailgunServer, transport: MailgunTransport, message: OutgoingMessage
+    ) -> None:
+        receipt = await transport.send(message)
+        [issued] = mailgun.issued_ids
+        assert f'"id": "<{issued}>"' in receipt.text
+        assert receipt.provider_message_id == issued
+        assert not issued.startswith("<")
+
+    @pytest.mark.parametrize(
+        "odd",
+        ["<" + "x" * 300 + "@mg.example.com>", "<a b@mg.example.com>", r"<\u0000>", "<>"],
+    )
+    async def test_an_odd_id_is_not_kept(
+        self,
+        mailgun: MailgunServer,
+        transport: MailgunTransport,
+        message: OutgoingMessage,
+        odd: str,
+    ) -> None:
+        document = '{"id": "%s", "message": "Queued. Thank you."}' % odd  # noqa: UP031
+        mailgun.script(Answer(200, document.encode(), {"Content-Type": "application/json"}))
+        receipt = await transport.send(message)
+        assert receipt.code == 200
+        assert receipt.provider_message_id is None
+
+    async def test_the_attempt_records_mailguns_id(
+        self, harness_factory: HarnessFactory, mailgun: MailgunServer
+    ) -> None:
+        async with harness_factory(providers={"mailgun_url": mailgun.url}) as h:
+            credential = (
+                await h.client.post("/service-credentials/mailgun", json=_credential())
+            ).json()
+            created = await make_message(
+                h.client, status="outbox", credentialHash=credential["id"], metadata={"n": "7"}
+            )
+            assert await h.deliver() == 1
+            [request] = mailgun.received
+            assert mailgun_variables(request) == {"postroom_message_id": created["id"], "n": "7"}
+            [attempt] = await h.attempts(created["id"])
+            assert (attempt["outcome"], attempt["providerMessageId"]) == (
+                "sent",
+                mailgun.issued_ids[0],
+            )

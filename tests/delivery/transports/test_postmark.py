@@ -16,7 +16,7 @@ from postroom.messages.models import EmailMessage
 from tests.delivery.transports.conftest import CSV, LIMITS, PDF
 from tests.factories import make_message
 from tests.harness import HarnessFactory
-from tests.servers.esp import PostmarkServer, serving
+from tests.servers.esp import Answer, PostmarkServer, serving
 
 TOKEN = "dd0508z9-2291-6794-3376-z0a70g12eqm9"
 
@@ -52,6 +52,7 @@ class TestRequest:
         assert body["HtmlBody"] == "<p>HTML body</p>"
         assert body["MessageStream"] == "outbound"
         assert body["Metadata"] == {"postroom_message_id": message.id}
+        assert body["Headers"] == [{"Name": "Message-ID", "Value": f"<{message.id}@example.com>"}]
         assert [
             (a["Name"], a["ContentType"], base64.b64decode(a["Content"]))
             for a in body["Attachments"]
@@ -194,3 +195,105 @@ class TestThroughTheWorker:
             record = await h.message(created["id"])
             assert (record["status"], record["responseCode"]) == ("failed", 422)
             assert "Sender Signature" in record["responseBody"]
+
+
+def _accepted(message_id: object) -> Answer:
+    return Answer(200, {"ErrorCode": 0, "Message": "OK", "MessageID": message_id})
+
+
+class TestCorrelation:
+    async def test_metadata_carries_postrooms_id_and_the_entries_within_postmarks_limits(
+        self,
+        postmark: PostmarkServer,
+        transport: PostmarkTransport,
+        tagged_message: OutgoingMessage,
+    ) -> None:
+        await transport.send(tagged_message)
+        [request] = postmark.received
+        # The name over 20 characters, the value over 80 and the spoofed id are left out.
+        assert request.json["Metadata"] == {
+            "postroom_message_id": tagged_message.id,
+            "order": "42",
+            "customer": "jane@example.com",
+        }
+        assert request.json["Headers"] == [
+            {"Name": "Message-ID", "Value": f"<{tagged_message.id}@example.com>"}
+        ]
+
+    async def test_at_most_10_fields_go_postrooms_id_first(
+        self, postmark: PostmarkServer, transport: PostmarkTransport, plain_message: OutgoingMessage
+    ) -> None:
+        many = replace(plain_message, metadata={f"field{n:02d}": str(n) for n in range(30)})
+        await transport.send(many)  # the look-alike refuses an 11th field
+        [request] = postmark.received
+        metadata = request.json["Metadata"]
+        assert list(metadata) == ["postroom_message_id"] + [f"field{n:02d}" for n in range(9)]
+
+    async def test_names_differing_only_in_case_go_once(
+        self, postmark: PostmarkServer, transport: PostmarkTransport, plain_message: OutgoingMessage
+    ) -> None:
+        await transport.send(replace(plain_message, metadata={"Order": "1", "order": "2"}))
+        [request] = postmark.received
+        assert request.json["Metadata"] == {"postroom_message_id": plain_message.id, "Order": "1"}
+
+    async def test_oversized_metadata_leaves_only_postrooms_id(
+        self,
+        postmark: PostmarkServer,
+        transport: PostmarkTransport,
+        oversized_message: OutgoingMessage,
+    ) -> None:
+        await transport.send(oversized_message)
+        [request] = postmark.received
+        assert request.json["Metadata"] == {"postroom_message_id": oversized_message.id}
+
+    async def test_the_receipt_carries_postmarks_message_id(
+        self, postmark: PostmarkServer, transport: PostmarkTransport, message: OutgoingMessage
+    ) -> None:
+        receipt = await transport.send(message)
+        assert receipt.provider_message_id == postmark.issued_ids[0]
+
+    @pytest.mark.parametrize(
+        "odd",
+        [
+            "a\x00b",  # NUL, as JSON "\u0000"
+            "x" * 256,
+            "x" * 20_000,  # past the 16 KiB read of an answer: its JSON is cut
+            12345,
+            None,
+            ["nested"],
+        ],
+    )
+    async def test_an_odd_message_id_is_not_kept(
+        self,
+        postmark: PostmarkServer,
+        transport: PostmarkTransport,
+        message: OutgoingMessage,
+        odd: object,
+    ) -> None:
+        postmark.script(_accepted(odd))
+        receipt = await transport.send(message)
+        assert receipt.code == 200
+        assert receipt.provider_message_id is None
+
+    async def test_the_attempt_records_postmarks_id_and_a_hostile_one_is_not_stored(
+        self, harness_factory: HarnessFactory, postmark: PostmarkServer
+    ) -> None:
+        async with harness_factory(providers={"postmark_url": postmark.url}) as h:
+            credential = (
+                await h.client.post("/service-credentials/postmark", json={"serverApiToken": TOKEN})
+            ).json()
+            first = await make_message(
+                h.client, status="outbox", credentialHash=credential["id"], metadata={"a": "b"}
+            )
+            assert await h.deliver() == 1
+            [request] = postmark.received
+            assert request.json["Metadata"] == {"postroom_message_id": first["id"], "a": "b"}
+            [attempt] = await h.attempts(first["id"])
+            assert attempt["providerMessageId"] == postmark.issued_ids[0]
+
+            postmark.script(_accepted("\x00" + "z" * 5000))
+            second = await make_message(h.client, status="outbox", credentialHash=credential["id"])
+            assert await h.deliver() == 1
+            assert (await h.message(second["id"]))["status"] == "sent"
+            [attempt] = await h.attempts(second["id"])
+            assert (attempt["outcome"], attempt["providerMessageId"]) == ("sent", None)

@@ -15,10 +15,10 @@ from postroom.delivery.models import QueuedMessage
 from postroom.delivery.transports.base import PermanentError, TransientError
 from postroom.delivery.transports.sendgrid import SendGridTransport
 from postroom.messages.models import EmailMessage
-from tests.delivery.transports.conftest import CSV, LIMITS, PDF
+from tests.delivery.transports.conftest import CSV, LIMITS, METADATA, PDF
 from tests.factories import make_message
 from tests.harness import HarnessFactory
-from tests.servers.esp import SendGridServer, serving
+from tests.servers.esp import Answer, SendGridServer, serving
 
 API_KEY = "SG.test-key.not-a-real-one"
 
@@ -65,6 +65,7 @@ class TestRequest:
             ("amounts.csv", "text/csv", "attachment", CSV),
         ]
         assert body["custom_args"] == {"postroom_message_id": message.id}
+        assert body["headers"] == {"Message-ID": f"<{message.id}@example.com>"}
 
     async def test_a_plain_message_sends_no_empty_arrays_and_no_name(
         self, sendgrid: SendGridServer, transport: SendGridTransport, plain_message: OutgoingMessage
@@ -226,3 +227,73 @@ class TestThroughTheWorker:
             assert (record["status"], record["responseCode"]) == ("failed", 403)
             assert "verified Sender Identity" in record["responseBody"]
             assert await h.retry_all() == 0
+
+
+class TestCorrelation:
+    async def test_custom_args_carry_postrooms_id_first_then_the_metadata(
+        self,
+        sendgrid: SendGridServer,
+        transport: SendGridTransport,
+        tagged_message: OutgoingMessage,
+    ) -> None:
+        await transport.send(tagged_message)
+        [request] = sendgrid.received
+        expected = {"postroom_message_id": tagged_message.id}
+        expected |= {k: v for k, v in METADATA.items() if k != "postroom_message_id"}
+        assert request.json["custom_args"] == expected
+        assert list(request.json["custom_args"]) == list(expected)
+        assert request.json["headers"] == {"Message-ID": f"<{tagged_message.id}@example.com>"}
+
+    async def test_metadata_past_sendgrids_10000_bytes_is_left_out_and_the_id_kept(
+        self,
+        sendgrid: SendGridServer,
+        transport: SendGridTransport,
+        oversized_message: OutgoingMessage,
+    ) -> None:
+        await transport.send(oversized_message)  # the look-alike refuses 10,000 bytes or more
+        [request] = sendgrid.received
+        custom_args = request.json["custom_args"]
+        assert custom_args["postroom_message_id"] == oversized_message.id
+        assert 1 < len(custom_args) < len(oversized_message.metadata)
+
+    async def test_the_receipt_carries_the_x_message_id(
+        self, sendgrid: SendGridServer, transport: SendGridTransport, message: OutgoingMessage
+    ) -> None:
+        receipt = await transport.send(message)
+        assert receipt.provider_message_id == sendgrid.issued_ids[0]
+
+    @pytest.mark.parametrize("odd", ["x" * 1000, "café-id", "two words"])
+    async def test_an_odd_x_message_id_is_not_kept(
+        self,
+        sendgrid: SendGridServer,
+        transport: SendGridTransport,
+        message: OutgoingMessage,
+        odd: str,
+    ) -> None:
+        sendgrid.script(Answer(202, b"", {"X-Message-Id": odd}))
+        receipt = await transport.send(message)
+        assert receipt.code == 202
+        assert receipt.provider_message_id is None
+
+    async def test_the_attempt_records_sendgrids_id(
+        self, harness_factory: HarnessFactory, sendgrid: SendGridServer
+    ) -> None:
+        async with harness_factory(providers={"sendgrid_url": sendgrid.url}) as h:
+            credential = (
+                await h.client.post("/service-credentials/sendgrid", json={"apiKey": API_KEY})
+            ).json()
+            created = await make_message(
+                h.client,
+                status="outbox",
+                credentialHash=credential["id"],
+                metadata={"order": "42"},
+            )
+            assert await h.deliver() == 1
+            [request] = sendgrid.received
+            assert request.json["custom_args"] == {
+                "postroom_message_id": created["id"],
+                "order": "42",
+            }
+            [attempt] = await h.attempts(created["id"])
+            assert attempt["outcome"] == "sent"
+            assert attempt["providerMessageId"] == sendgrid.issued_ids[0]

@@ -14,7 +14,7 @@ from postroom.messages.models import EmailMessage
 from tests.delivery.transports.conftest import CSV, LIMITS, PDF
 from tests.factories import make_message
 from tests.harness import HarnessFactory
-from tests.servers.esp import SesServer, serving
+from tests.servers.esp import Answer, SesServer, serving
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -245,3 +245,63 @@ class TestThroughTheWorker:
             record = await h.message(created["id"])
             assert (record["status"], record["responseCode"]) == ("failed", 400)
             assert record["responseBody"].startswith("MessageRejected: ")
+
+
+class TestCorrelation:
+    async def test_email_tags_carry_postrooms_id_and_the_metadata_that_keeps_to_ses_characters(
+        self, ses: SesServer, transport: SesTransport, tagged_message: OutgoingMessage
+    ) -> None:
+        await transport.send(tagged_message)
+        [request] = ses.received
+        # The address is left out (no "@" in a tag), as is the spoofed id; nothing is rewritten.
+        assert request.json["EmailTags"] == [
+            {"Name": "postroom_message_id", "Value": tagged_message.id},
+            {"Name": "order", "Value": "42"},
+            {"Name": "a_rather_long_field_name", "Value": "x"},
+            {"Name": "note", "Value": "y" * 100},
+        ]
+        assert request.mime is not None
+        assert request.mime["Message-ID"] == f"<{tagged_message.id}@example.com>"
+
+    async def test_values_longer_than_256_characters_are_left_out(
+        self, ses: SesServer, transport: SesTransport, oversized_message: OutgoingMessage
+    ) -> None:
+        await transport.send(oversized_message)  # the look-alike refuses a tag it would not take
+        [request] = ses.received
+        assert request.json["EmailTags"] == [
+            {"Name": "postroom_message_id", "Value": oversized_message.id}
+        ]
+
+    async def test_the_receipt_carries_the_message_id(
+        self, ses: SesServer, transport: SesTransport, message: OutgoingMessage
+    ) -> None:
+        receipt = await transport.send(message)
+        assert receipt.provider_message_id == ses.issued_ids[0]
+
+    @pytest.mark.parametrize("odd", ["0100\x00abc", "x" * 300, 42, {"Id": "nested"}])
+    async def test_an_odd_message_id_is_not_kept(
+        self, ses: SesServer, transport: SesTransport, message: OutgoingMessage, odd: object
+    ) -> None:
+        ses.script(Answer(200, {"MessageId": odd}))
+        receipt = await transport.send(message)
+        assert receipt.code == 200
+        assert receipt.provider_message_id is None
+
+    async def test_the_attempt_records_the_ses_message_id(
+        self, harness_factory: HarnessFactory, ses: SesServer
+    ) -> None:
+        async with harness_factory(providers={"ses_endpoint": ses.url}) as h:
+            credential = (
+                await h.client.post("/service-credentials/aws-ses", json=_credential())
+            ).json()
+            created = await make_message(
+                h.client, status="outbox", credentialHash=credential["id"], metadata={"k": "v"}
+            )
+            assert await h.deliver() == 1
+            [request] = ses.received
+            assert request.json["EmailTags"] == [
+                {"Name": "postroom_message_id", "Value": created["id"]},
+                {"Name": "k", "Value": "v"},
+            ]
+            [attempt] = await h.attempts(created["id"])
+            assert (attempt["outcome"], attempt["providerMessageId"]) == ("sent", ses.issued_ids[0])

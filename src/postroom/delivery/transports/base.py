@@ -17,10 +17,12 @@ from postroom.delivery.mime import OutgoingMessage
 
 @dataclass(frozen=True)
 class Receipt:
-    """The service's acceptance: its reply code (SMTP) or HTTP status, and its text or body."""
+    """The service's acceptance: its reply code (SMTP) or HTTP status, its text or body, and
+    its own id for the message where its answer has one (transports/correlation.py)."""
 
     code: int
     text: str
+    provider_message_id: str | None = None
 
 
 class DeliveryError(Exception):

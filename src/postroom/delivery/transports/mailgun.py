@@ -2,11 +2,19 @@
 HTTP Basic auth `api:<API key>`, on the US or EU base URL as the domain's region says."""
 
 import base64
+import json
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
 from postroom.delivery.mime import AttachmentFile, OutgoingMessage
 from postroom.delivery.transports.base import Receipt
+from postroom.delivery.transports.correlation import (
+    custom_data,
+    json_field,
+    provider_id,
+    without_brackets,
+)
 from postroom.delivery.transports.http import (
     HttpLimits,
     classify,
@@ -16,6 +24,11 @@ from postroom.delivery.transports.http import (
     post,
     read_attachments,
 )
+
+# Parameters starting with o:, h: or v: are limited to 16 kB in all (Mailgun's answer to more:
+# "Send options (parameters starting with o:, h:, or v:) are limited to 16 kB total"); the
+# variables get what h:Message-Id leaves.
+SEND_OPTIONS_BYTES = 16_000
 
 
 class MailgunTransport:
@@ -36,7 +49,10 @@ class MailgunTransport:
             data=form_fields(message),
             files=form_files(files),
         )
-        return classify(answer)
+        receipt = classify(answer)
+        # `<id@domain>`; its events carry it as message.headers.message-id, without brackets.
+        found = without_brackets(json_field(answer.body, "id"))
+        return replace(receipt, provider_message_id=provider_id(found))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -44,12 +60,14 @@ class MailgunTransport:
 
 def form_fields(message: OutgoingMessage) -> dict[str, Any]:
     """Repeated fields for several recipients; `v:` is a user variable Mailgun keeps with the
-    message and returns in its events, so they can be matched to ours."""
+    message and returns in its events (`user-variables`), so they can be matched to ours."""
     fields: dict[str, Any] = {
         "from": display_address(message.sender, message.sender_name),
         "to": list(message.to),
         "subject": one_line(message.subject),
-        "v:postroom-message-id": message.id,
+        # Stable across attempts (mime.py); Mailgun sends the message with it.
+        "h:Message-Id": message.message_id_header,
+        **variables(message, SEND_OPTIONS_BYTES - _size("h:Message-Id", message.message_id_header)),
     }
     if message.cc:
         fields["cc"] = list(message.cc)
@@ -61,6 +79,23 @@ def form_fields(message: OutgoingMessage) -> dict[str, Any]:
     if message.html:
         fields["html"] = message.html
     return fields
+
+
+def variables(message: OutgoingMessage, room: int) -> dict[str, str]:
+    """postroom's id and the metadata as `v:` fields, each within `room` bytes in all, in order
+    (the id first, so it always fits). Mailgun takes a `v:` value as JSON data (its messages
+    API reference), so each goes as a JSON string: "42" comes back "42", not the number 42."""
+    kept: dict[str, str] = {}
+    for key, value in custom_data(message):
+        name, encoded = f"v:{key}", json.dumps(value, ensure_ascii=False)
+        if _size(name, encoded) <= room:
+            kept[name] = encoded
+            room -= _size(name, encoded)
+    return kept
+
+
+def _size(name: str, value: str) -> int:
+    return len(name.encode()) + len(value.encode())
 
 
 def form_files(

@@ -1,10 +1,12 @@
 """Postmark's email API: POST /email, JSON, `X-Postmark-Server-Token: <server API token>`;
 200 with `{"ErrorCode": 0, "Message": "OK", "MessageID": …}` when accepted."""
 
+from dataclasses import replace
 from typing import Any
 
 from postroom.delivery.mime import AttachmentFile, OutgoingMessage
 from postroom.delivery.transports.base import Receipt
+from postroom.delivery.transports.correlation import custom_data, json_field, provider_id
 from postroom.delivery.transports.http import (
     HttpLimits,
     base64_text,
@@ -17,6 +19,11 @@ from postroom.delivery.transports.http import (
 )
 
 PATH = "/email"
+# Custom metadata: at most 10 fields, names up to 20 characters, values up to 80, no two names
+# differing only in case (postmarkapp.com/support/article/1125-custom-metadata-faq).
+METADATA_FIELDS = 10
+METADATA_NAME = 20
+METADATA_VALUE = 80
 
 
 class PostmarkTransport:
@@ -33,7 +40,10 @@ class PostmarkTransport:
     async def send(self, message: OutgoingMessage) -> Receipt:
         files = await read_attachments(message.attachments)
         answer = await post(self._client, PATH, self.limits, json=request_body(message, files))
-        return classify(answer)
+        receipt = classify(answer)
+        return replace(
+            receipt, provider_message_id=provider_id(json_field(answer.body, "MessageID"))
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -48,7 +58,9 @@ def request_body(
         "To": ", ".join(message.to),
         "Subject": one_line(message.subject),
         "MessageStream": "outbound",
-        "Metadata": {"postroom_message_id": message.id},
+        "Metadata": metadata(message),
+        # Stable across attempts (mime.py), for receivers to drop a retried duplicate.
+        "Headers": [{"Name": "Message-ID", "Value": message.message_id_header}],
     }
     if message.cc:
         body["Cc"] = ", ".join(message.cc)
@@ -69,3 +81,21 @@ def request_body(
             for attachment, data in files
         ]
     return body
+
+
+def metadata(message: OutgoingMessage) -> dict[str, str]:
+    """postroom's id and the metadata entries that fit Postmark's limits, in order, up to its
+    number of fields; what does not fit is left out (the id always fits and comes first)."""
+    kept: dict[str, str] = {}
+    names: set[str] = set()
+    for name, value in custom_data(message):
+        if len(kept) == METADATA_FIELDS:
+            break
+        if (
+            len(name) <= METADATA_NAME
+            and len(value) <= METADATA_VALUE
+            and name.lower() not in names
+        ):
+            kept[name] = value
+            names.add(name.lower())
+    return kept

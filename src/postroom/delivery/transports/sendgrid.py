@@ -1,12 +1,15 @@
 """SendGrid's v3 mail send API: POST /v3/mail/send, JSON, `Authorization: Bearer <API key>`;
 202 with an empty body and an X-Message-Id header when accepted."""
 
+import json
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
 from postroom.delivery.mime import AttachmentFile, OutgoingMessage
 from postroom.delivery.transports.base import Receipt
+from postroom.delivery.transports.correlation import custom_data, provider_id
 from postroom.delivery.transports.http import (
     HttpLimits,
     base64_text,
@@ -19,6 +22,9 @@ from postroom.delivery.transports.http import (
 )
 
 PATH = "/v3/mail/send"
+# custom_args: string values, all of them together under 10,000 bytes (SendGrid's "Unique
+# Arguments" and Mail Send reference, docs.sendgrid.com / twilio.com/docs/sendgrid).
+CUSTOM_ARGS_BYTES = 10_000
 
 
 class SendGridTransport:
@@ -35,7 +41,9 @@ class SendGridTransport:
         text = answer.body
         if not text and "x-message-id" in answer.headers:
             text = f"X-Message-Id: {answer.headers['x-message-id']}"
-        return classify(answer, text=text, retry_after=_rate_limit_reset(answer.headers))
+        receipt = classify(answer, text=text, retry_after=_rate_limit_reset(answer.headers))
+        # The id SendGrid's events carry as the start of `sg_message_id`.
+        return replace(receipt, provider_message_id=provider_id(answer.headers.get("x-message-id")))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -74,7 +82,9 @@ def request_body(
         "from": sender,
         "subject": one_line(message.subject),
         "content": content,
-        "custom_args": {"postroom_message_id": message.id},
+        "custom_args": custom_args(message),
+        # Stable across attempts (mime.py); SendGrid keeps a Message-ID given in `headers`.
+        "headers": {"Message-ID": message.message_id_header},
     }
     if files:
         body["attachments"] = [
@@ -87,6 +97,17 @@ def request_body(
             for attachment, data in files
         ]
     return body
+
+
+def custom_args(message: OutgoingMessage) -> dict[str, str]:
+    """postroom's id and the metadata, each entry kept while the whole stays within SendGrid's
+    size (as the JSON it is sent as); the id comes first, so it always fits."""
+    kept: dict[str, str] = {}
+    for key, value in custom_data(message):
+        candidate = {**kept, key: value}
+        if len(json.dumps(candidate, ensure_ascii=False).encode()) < CUSTOM_ARGS_BYTES:
+            kept = candidate
+    return kept
 
 
 def _rate_limit_reset(headers: httpx.Headers) -> float | None:

@@ -3,6 +3,8 @@
 
 import asyncio
 import json
+import re
+from dataclasses import replace
 from typing import Any
 
 from botocore.auth import SigV4Auth
@@ -11,6 +13,7 @@ from botocore.credentials import Credentials
 
 from postroom.delivery.mime import OutgoingMessage, build_mime
 from postroom.delivery.transports.base import PermanentError, Receipt
+from postroom.delivery.transports.correlation import custom_data, json_field, provider_id
 from postroom.delivery.transports.http import (
     HttpLimits,
     base64_text,
@@ -21,6 +24,10 @@ from postroom.delivery.transports.http import (
 
 PATH = "/v2/email/outbound-emails"
 SERVICE = "ses"  # the signing name of SES, API v1 and v2 alike
+# A message tag's name and value: only ASCII letters, digits, "_" and "-", at most 256 characters
+# (SES API v2 reference, MessageTag). 50 tags at most is our own bound, not a documented one.
+TAG_TEXT = re.compile(r"[A-Za-z0-9_-]{1,256}")
+MAX_TAGS = 50
 
 
 class SesTransport:
@@ -54,7 +61,11 @@ class SesTransport:
         # The kind of error (MessageRejected, MailFromDomainNotVerifiedException, …) is in a
         # header, the body only says {"message": …}: both are kept.
         kind = answer.headers.get("x-amzn-errortype", "").partition(":")[0]
-        return classify(answer, text=f"{kind}: {answer.body}" if kind else None)
+        receipt = classify(answer, text=f"{kind}: {answer.body}" if kind else None)
+        # The id SES's events (through SNS) carry as mail.messageId.
+        return replace(
+            receipt, provider_message_id=provider_id(json_field(answer.body, "MessageId"))
+        )
 
     def _signed(self, content: bytes) -> dict[str, str]:
         """The headers of a SigV4-signed request: Content-Type, X-Amz-Date and Authorization
@@ -84,9 +95,21 @@ def request_body(
     body: dict[str, Any] = {
         "FromEmailAddress": message.sender,
         "Destination": destination,
+        # The raw message carries the stable Message-ID header (mime.py) like any other.
         "Content": {"Raw": {"Data": base64_text(raw)}},
-        "EmailTags": [{"Name": "postroom_message_id", "Value": message.id}],
+        "EmailTags": email_tags(message),
     }
     if configuration_set:
         body["ConfigurationSetName"] = configuration_set
     return body
+
+
+def email_tags(message: OutgoingMessage) -> list[dict[str, str]]:
+    """postroom's id and the metadata entries whose name and value both keep to SES's
+    characters, unchanged, in order; the others are left out (a value rewritten to fit would
+    come back in events as something the message never had)."""
+    return [
+        {"Name": name, "Value": value}
+        for name, value in custom_data(message)
+        if TAG_TEXT.fullmatch(name) and TAG_TEXT.fullmatch(value)
+    ][:MAX_TAGS]

@@ -16,6 +16,7 @@ scenario decides; any other address is delivered:
 """
 
 import json
+from dataclasses import replace
 
 import httpx
 
@@ -55,14 +56,17 @@ class SimulatorTransport:
                 "no answer in time after the request was sent (simulated timeout); "
                 "the message may have been accepted"
             )
+        sent_id = None
         if scenario == "delivered":
             status, headers = 200, dict[str, str]()
-            body = {"id": new_id("sim_"), "message": "Accepted (simulated: nothing was sent)"}
+            sent_id = new_id("sim_")
+            body = {"id": sent_id, "message": "Accepted (simulated: nothing was sent)"}
         else:
             status, headers, text = _ANSWERS[scenario]
             body = {"message": text}
         # The same classification as every provider's answer, so the outcome is the real one.
-        return classify(HttpAnswer(status, httpx.Headers(headers), json.dumps(body)))
+        receipt = classify(HttpAnswer(status, httpx.Headers(headers), json.dumps(body)))
+        return replace(receipt, provider_message_id=sent_id)
 
     async def aclose(self) -> None:
         return None

@@ -20,6 +20,7 @@ from postroom.delivery.transports.base import (
     Receipt,
     TransientError,
 )
+from postroom.delivery.transports.correlation import smtp_queue_id
 
 Encryption = Literal["none", "tls", "ssl"]
 AuthMethod = Literal["none", "plain", "login", "cram-md5"]
@@ -282,7 +283,9 @@ class SmtpTransport:
         encoding = "utf-8" if options else "ascii"
         try:
             try:
-                await client.mail(message.sender, options=options, encoding=encoding)
+                await client.mail(
+                    message.return_path or message.sender, options=options, encoding=encoding
+                )
             except aiosmtplib.SMTPServerDisconnected:
                 raise _StaleConnection from None
             refused: list[str] = []
@@ -320,7 +323,7 @@ class SmtpTransport:
         text = reply.message
         if refused:
             text += " (refused recipients: " + "; ".join(refused) + ")"
-        return Receipt(reply.code, text)
+        return Receipt(reply.code, text, smtp_queue_id(reply.message))
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
