@@ -81,17 +81,24 @@ def recipient(n: int) -> str:
 
 def request_body() -> bytes:
     """POST /email-messages as a client sends it: queued at once (status outbox)."""
-    return json.dumps(
-        {
-            "from": SENDER,
-            "to": [recipient(1)],
-            "subject": SUBJECT,
-            "text": TEXT,
-            "html": HTML,
-            "status": "outbox",
-            "metadata": {"orderId": "A-104427"},
-        }
-    ).encode()
+    return json.dumps(_message()).encode()
+
+
+def batch_body(size: int) -> bytes:
+    """POST /email-message-batches of `size` of the same message."""
+    return json.dumps({"messages": [_message()] * size}).encode()
+
+
+def _message() -> dict[str, Any]:
+    return {
+        "from": SENDER,
+        "to": [recipient(1)],
+        "subject": SUBJECT,
+        "text": TEXT,
+        "html": HTML,
+        "status": "outbox",
+        "metadata": {"orderId": "A-104427"},
+    }
 
 
 COLUMNS = [

@@ -59,6 +59,31 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": p99 <= INGEST_P99_TARGET if name == "durable" else None,
                 }
             )
+        for batch in mine.get("batches", []):
+            table.append(
+                {
+                    "measure": f"{label}: messages/s through batches of {batch['size']} "
+                    f"({batch['connections']} connections; p50 / p99 ms a batch), against "
+                    "single POSTs",
+                    "postroom": f"{batch['messages_per_second']:.0f} "
+                    f"({batch['p50_ms']:.0f} / {batch['p99_ms']:.0f})",
+                    "baseline": f"{mine['per_second']:.0f}",
+                    "ratio": f"{_ratio(batch['messages_per_second'], mine['per_second']):.2f}",
+                    "target": "",
+                    "met": None,
+                }
+            )
+            table.append(
+                {
+                    "measure": f"{label}: CPU ms per message, batches of {batch['size']} "
+                    "(server), against single POSTs",
+                    "postroom": f"{batch['server_cpu_ms_per_message']:.3f}",
+                    "baseline": f"{mine['server_cpu_ms_per_request']:.3f}",
+                    "ratio": "",
+                    "target": "",
+                    "met": None,
+                }
+            )
         for name, run in (("postroom", mine), ("durable", durable), ("trivial", trivial)):
             if run is None:
                 continue

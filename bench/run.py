@@ -40,6 +40,9 @@ class Sizes:
     ingest_connections: int = 50
     ingest_seconds: float = 10
     ingest_warmup: float = 2
+    # POST /email-message-batches against the same API process, after the single POSTs.
+    ingest_batch_sizes: tuple[int, ...] = (100, 500)
+    ingest_batch_connections: int = 4
     delivery_workers: tuple[int, ...] = (1, 2, 4)
     delivery_messages: int = 20_000
     listing_rows: tuple[int, ...] = (10_000, 1_000_000)
@@ -57,6 +60,8 @@ SMOKE = Sizes(
     ingest_connections=8,
     ingest_seconds=1,
     ingest_warmup=0,
+    ingest_batch_sizes=(10,),
+    ingest_batch_connections=2,
     delivery_workers=(1,),
     delivery_messages=200,
     listing_rows=(200, 1_000),
@@ -172,8 +177,15 @@ async def run(options: Options) -> dict[str, Any]:
                             seconds=sizes.ingest_seconds,
                             warmup=sizes.ingest_warmup,
                             client=client,
+                            batch_sizes=sizes.ingest_batch_sizes,
+                            batch_connections=sizes.ingest_batch_connections,
                         )
                         log(f"  {result.load.per_second:.0f} requests/s")
+                        for batch in result.batches:
+                            log(
+                                f"  batches of {batch.size}: "
+                                f"{batch.messages_per_second:.0f} messages/s"
+                            )
                         runs.append(result.as_dict())
                 report["ingest"] = {"client": runs[0]["client"] if runs else None, "runs": runs}
 

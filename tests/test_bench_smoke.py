@@ -43,6 +43,12 @@ async def test_every_section_runs_and_every_message_is_delivered(
     for stores in ("durable", "postroom"):
         [run_] = [r for r in ingest if r["server"] == stores]
         assert run_["stored"] >= run_["requests"]  # every 201 is a stored message
+    # Batches against the same postroom process: every item of every batch stored.
+    [postroom] = [r for r in ingest if r["server"] == "postroom"]
+    assert [b["size"] for b in postroom["batches"]] == list(SMOKE.ingest_batch_sizes)
+    for batch in postroom["batches"]:
+        assert batch["requests"] > 0 and batch["errors"] == 0
+        assert batch["stored"] >= batch["requests"] * batch["size"]
 
     # postroom serve on SQLite: every 201 a stored row (serve.measure fails otherwise, too).
     served = result["serve"]["run"]
@@ -75,6 +81,7 @@ async def test_every_section_runs_and_every_message_is_delivered(
     measures = [row["measure"] for row in table]
     for start in (
         "ingest, 1 API process: requests/s",
+        "ingest, 1 API process: messages/s through batches of 10",
         "ingest, `postroom serve` on SQLite",
         "delivery, 1 worker (",
         "delivery, 1 worker: CPU ms per message",

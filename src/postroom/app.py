@@ -118,7 +118,12 @@ def create_app(
     app.add_middleware(TransactionMiddleware)
     app.add_middleware(DeveloperDomainsMiddleware, allowed=settings.developer_domains_allowed())
     app.add_middleware(
-        BodySizeLimitMiddleware, max_bytes=settings.limits.max_body_bytes, exempt=_is_upload
+        BodySizeLimitMiddleware,
+        max_bytes=settings.limits.max_body_bytes,
+        exempt=_is_upload,
+        larger=lambda method, path: (
+            settings.limits.max_batch_body_bytes if _is_batch(method, path) else None
+        ),
     )
     app.add_middleware(
         DiskReserveMiddleware,
@@ -160,6 +165,11 @@ EXPOSED_HEADERS = [
 def _is_upload(method: str, path: str) -> bool:
     # File uploads enforce their own, larger, limit while streaming (files/router.py).
     return method == "POST" and path.endswith("/files")
+
+
+def _is_batch(method: str, path: str) -> bool:
+    # Many messages in one body (messages/batch_router.py).
+    return method == "POST" and path.endswith("/email-message-batches")
 
 
 def create_app_from_environment() -> FastAPI:

@@ -196,6 +196,14 @@ class LimitSettings(BaseModel):
     idempotency_retention_hours: float = Field(
         7 * 24, gt=0, description="how long an Idempotency-Key's answer is kept"
     )
+    max_batch_messages: int = Field(
+        500, ge=1, description="most messages in one POST /email-message-batches (422 beyond)"
+    )
+    max_batch_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="largest body of POST /email-message-batches (413 beyond)",
+    )
 
 
 class FileSettings(BaseModel):

@@ -87,6 +87,17 @@ async def _organization(
 OrganizationDep = Annotated[str, Depends(_organization)]
 
 
+async def count_more_writes(request: Request, caller: auth.Caller, extra: int) -> None:
+    """Counts `extra` more writes against the caller's limit for a request that makes many
+    resources (a batch counts as one write per message): 429 past it."""
+    if extra <= 0:
+        return
+    limiter: RateLimiter = request.app.state.rate_limiter
+    usage = await limiter.hit(caller.api_key_id, write=True, cost=extra)
+    if usage is not None:
+        request.state.rate_limit_headers = usage.headers()
+
+
 async def _clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock

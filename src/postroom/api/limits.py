@@ -13,17 +13,22 @@ from postroom.api.failures import STORAGE_FULL, send_problem
 
 class BodySizeLimitMiddleware:
     def __init__(
-        self, app: ASGIApp, max_bytes: int, exempt: Callable[[str, str], bool] = lambda m, p: False
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        exempt: Callable[[str, str], bool] = lambda m, p: False,
+        larger: Callable[[str, str], int | None] = lambda m, p: None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.exempt = exempt
+        self.larger = larger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.exempt(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
-        limit = self.max_bytes
+        limit = self.larger(scope["method"], scope["path"]) or self.max_bytes
         declared = dict(scope["headers"]).get(b"content-length")
         # An HTTPException is what FastAPI lets through while it reads a body (anything else it
         # turns into a 400); api/problems.py renders it as a 413 problem.

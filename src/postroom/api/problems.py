@@ -1,6 +1,7 @@
 """RFC 7807 problem responses: the one place where any error becomes an HTTP answer."""
 
 import logging
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -12,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from postroom.api.failures import failure_of, report
-from postroom.errors import PROBLEM_BASE, InvalidFields, PostroomError
+from postroom.errors import PROBLEM_BASE, FieldProblem, InvalidFields, PostroomError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,11 @@ def _message(error: Any) -> str:
     return str(error["msg"])
 
 
+def field_problems(errors: Sequence[Any]) -> list[FieldProblem]:
+    """Pydantic's errors of a request as the fields they name."""
+    return [FieldProblem(_field_name(tuple(e["loc"])), _message(e)) for e in errors]
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
@@ -86,7 +92,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             "send the request body as JSON with Content-Type: application/json",
             slug="unsupported-media-type",
         )
-    fields = [{"field": _field_name(tuple(e["loc"])), "message": _message(e)} for e in errors]
+    fields = [{"field": p.field, "message": p.message} for p in field_problems(errors)]
     detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
     return problem_response(
         422, "Validation error", detail, slug="validation-error", invalidFields=fields

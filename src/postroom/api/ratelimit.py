@@ -50,12 +50,13 @@ class RateLimiter:
         if self._pool is not None:
             await self._pool.aclose()
 
-    async def hit(self, api_key_id: str, *, write: bool) -> Usage | None:
-        """Counts one request; raises TooManyRequests past the limit. None if the counter
-        store cannot be reached: requests are let through rather than refused (logged)."""
+    async def hit(self, api_key_id: str, *, write: bool, cost: int = 1) -> Usage | None:
+        """Counts one request (as `cost` of them: a batch); raises TooManyRequests past the
+        limit. None if the counter store cannot be reached: requests are let through rather
+        than refused (logged)."""
         item = self.write if write else self.read
         try:
-            allowed = await self.strategy.hit(item, api_key_id)
+            allowed = await self.strategy.hit(item, api_key_id, cost=cost)
             stats = await self.strategy.get_window_stats(item, api_key_id)
         except Exception:
             log.warning("rate limit store unreachable; not limiting", exc_info=True)

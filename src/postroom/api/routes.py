@@ -13,6 +13,7 @@ from postroom.events.inbound import router as provider_events
 from postroom.events.router import router as message_events
 from postroom.files.router import attachments_router as attachments
 from postroom.files.router import router as files
+from postroom.messages.batch_router import router as message_batches
 from postroom.messages.router import router as messages
 from postroom.senders.router import router as senders
 from postroom.senders.router import verifications
@@ -24,6 +25,7 @@ from postroom.webhooks.router import tracking as webhook_tracking
 # that FastAPI does not document its own 422 shape, which is not what api/problems.py sends.
 resources = APIRouter(dependencies=[Depends(refuse_nul)], responses=problem_responses(400, 422))
 resources.include_router(messages)
+resources.include_router(message_batches)
 resources.include_router(delivery)
 resources.include_router(message_events)
 resources.include_router(credentials)

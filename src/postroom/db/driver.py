@@ -37,6 +37,14 @@ class Driver:
             await self._hand_over_loss()
             raise
 
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """The statement once per row, pipelined in one round trip (asyncpg's executemany)."""
+        try:
+            await self._driver.executemany(sql, rows)
+        except Exception:
+            await self._hand_over_loss()
+            raise
+
     async def fetchrow(self, sql: str, args: Sequence[Any]) -> asyncpg.Record | None:
         try:
             return await self._driver.fetchrow(sql, *args)

@@ -3,6 +3,8 @@ transaction that moves the message into `outbox` (the outbox pattern), and to ta
 or move its due time while no worker holds it (cancel, reschedule). Nothing here imports another
 domain, so the messages domain can import it without a cycle."""
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
@@ -28,6 +30,16 @@ def delivery_key(organization_id: str, credential_id: str | None) -> str:
 _INSERT = RowInsert(sa_inspect(QueuedMessage))
 
 
+@dataclass(frozen=True)
+class Entry:
+    """A message to queue: its id, and what it is claimed under and when."""
+
+    message_id: str
+    organization_id: str
+    credential_id: str | None
+    due_at: datetime
+
+
 async def enqueue(
     session: AsyncSession,
     message_id: str,
@@ -36,18 +48,34 @@ async def enqueue(
     credential_id: str | None,
     due_at: datetime,
 ) -> None:
-    row = {
-        "message_id": message_id,
-        "delivery_key": delivery_key(organization_id, credential_id),
-        "due_at": due_at,
-        "attempt_count": 0,
-    }
+    await enqueue_many(session, [Entry(message_id, organization_id, credential_id, due_at)])
+
+
+async def enqueue_many(session: AsyncSession, entries: Sequence[Entry]) -> None:
+    """Queues the messages with one INSERT."""
+    if not entries:
+        return
+    rows = [
+        {
+            "message_id": entry.message_id,
+            "delivery_key": delivery_key(entry.organization_id, entry.credential_id),
+            "due_at": entry.due_at,
+            "attempt_count": 0,
+        }
+        for entry in entries
+    ]
     prepared = await driver(session)
     if prepared is not None:
-        values = {"lease_token": None, "leased_until": None, **row}
-        await prepared.execute(_INSERT.sql, _INSERT.args(values, prepared.dialect))
+        args = [
+            _INSERT.args({"lease_token": None, "leased_until": None, **row}, prepared.dialect)
+            for row in rows
+        ]
+        if len(args) == 1:
+            await prepared.execute(_INSERT.sql, args[0])
+        else:
+            await prepared.executemany(_INSERT.sql, args)
         return
-    await session.execute(insert(QUEUE), [row])
+    await session.execute(insert(QUEUE), rows)
 
 
 # Withdraw and reschedule change a queue row only while no worker holds it, in one conditional

@@ -177,23 +177,31 @@ _COLUMN_ATTRIBUTES = [attribute.key for attribute in sa_inspect(EmailMessage).co
 _INSERT = RowInsert(sa_inspect(EmailMessage))
 
 
-async def insert_message(session: AsyncSession, message: EmailMessage) -> None:
-    """Writes a new message, given as a transient object, with one INSERT (on PostgreSQL a
-    prepared statement of asyncpg's, elsewhere the ORM's bulk path: no unit of work, no identity
-    map); the object stays transient, as written."""
-    values = {key: getattr(message, key) for key in _COLUMN_ATTRIBUTES}
+async def insert_messages(session: AsyncSession, messages: Sequence[EmailMessage]) -> None:
+    """Writes new messages, given as transient objects, with one INSERT (on PostgreSQL a
+    prepared statement of asyncpg's, run once per row in one round trip; elsewhere the ORM's
+    bulk path: no unit of work, no identity map); the objects stay transient, as written."""
+    rows = [{key: getattr(m, key) for key in _COLUMN_ATTRIBUTES} for m in messages]
     prepared = await driver(session)
     if prepared is not None:
-        await prepared.execute(_INSERT.sql, _INSERT.args(values, prepared.dialect))
+        args = [_INSERT.args(values, prepared.dialect) for values in rows]
+        if len(args) == 1:
+            await prepared.execute(_INSERT.sql, args[0])
+        else:
+            await prepared.executemany(_INSERT.sql, args)
         return
-    await session.execute(insert(EmailMessage), [values])
+    await session.execute(insert(EmailMessage), rows)
 
 
 async def link_files(session: AsyncSession, message_id: str, file_ids: Collection[str]) -> None:
-    if file_ids:
-        await session.execute(
-            insert(MessageFile), [{"message_id": message_id, "file_id": f} for f in file_ids]
-        )
+    await link_many_files(session, {message_id: file_ids})
+
+
+async def link_many_files(session: AsyncSession, links: Mapping[str, Collection[str]]) -> None:
+    """Each message (by id) to the files it attaches, in one INSERT."""
+    rows = [{"message_id": m, "file_id": f} for m, file_ids in links.items() for f in file_ids]
+    if rows:
+        await session.execute(insert(MessageFile), rows)
 
 
 async def replace_file_links(

@@ -239,3 +239,54 @@ LIST_FIELDS: dict[str, ListField] = {
     "initiatedTime": ListField("initiated_at", _TIME),
     "sentTime": ListField("sent_at", _TIME),
 }
+
+
+class EmailMessageBatchCreate(BaseModel):
+    """Messages to create in one request (POST /email-message-batches). Each item is checked
+    as POST /email-messages checks its body, by the route itself, so that one bad item is
+    answered on its own instead of failing the whole batch."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    messages: list[Any] = Field(
+        min_length=1,
+        description="The messages, each as the body of POST /email-messages; at most "
+        "POSTROOM_LIMITS__MAX_BATCH_MESSAGES (500 by default).",
+        json_schema_extra={"items": {"$ref": "#/components/schemas/EmailMessageCreate"}},
+    )
+
+
+class InvalidField(BaseModel):
+    field: str
+    message: str
+
+
+class ItemProblem(BaseModel):
+    """The RFC 7807 problem POST /email-messages would have answered for this item; its
+    `invalidFields` name the fields inside the item, as that POST names them."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    invalid_fields: list[InvalidField] = Field(default_factory=list, alias="invalidFields")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class BatchItemCreated(BaseModel):
+    status: Literal[201] = 201
+    email_message: EmailMessageRead = Field(alias="emailMessage")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class BatchItemRefused(BaseModel):
+    status: int = Field(description="The status a single POST would have answered: 422.")
+    problem: ItemProblem
+
+
+class EmailMessageBatchRead(BaseModel):
+    results: list[BatchItemCreated | BatchItemRefused] = Field(
+        description="One per message of the request, in its order."
+    )

@@ -3,10 +3,10 @@ kept counts of messages by status, which every change to a message's existence o
 in its own transaction."""
 
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,7 +15,7 @@ from postroom.core.listing import ListQuery
 from postroom.core.metrics import MESSAGES_CREATED
 from postroom.credentials import service as credentials
 from postroom.delivery import queue
-from postroom.errors import Conflict, NotFound
+from postroom.errors import Conflict, NotFound, PostroomError
 from postroom.files import service as files
 from postroom.messages import repository
 from postroom.messages.models import EmailMessage, MessageStatus
@@ -64,14 +64,73 @@ async def create_message(
     """Stores a message; in `outbox` it is queued in this same transaction (the outbox pattern),
     due at its scheduled time. `allowed_domains`: the From domains the server-wide transport
     takes without a verified email delivery setting."""
+    message = await check_new_message(
+        session,
+        organization_id,
+        data,
+        now,
+        max_attachment_bytes=max_attachment_bytes,
+        allowed_domains=allowed_domains,
+        max_schedule=max_schedule,
+    )
+    await store_new_messages(session, organization_id, [message])
+    return message
+
+
+# What checking a message looked up, by what it looked up, for messages checked together (a
+# batch): the organization's rules do not change within one transaction.
+CheckMemo = dict[tuple[str, str], object]
+T = TypeVar("T")
+
+
+async def _remembered(
+    memo: CheckMemo | None, key: tuple[str, str], look_up: Callable[[], Awaitable[T]]
+) -> T:
+    """`await look_up()`, or what it gave (or raised) the first time for `key`."""
+    if memo is None:
+        return await look_up()
+    if key not in memo:
+        try:
+            memo[key] = await look_up()
+        except PostroomError as error:
+            memo[key] = error
+    found = memo[key]
+    if isinstance(found, PostroomError):
+        raise found
+    return cast(T, found)
+
+
+async def check_new_message(
+    session: AsyncSession,
+    organization_id: str,
+    data: EmailMessageCreate,
+    now: datetime,
+    *,
+    max_attachment_bytes: int,
+    allowed_domains: tuple[str, ...],
+    max_schedule: timedelta = timedelta(days=30),
+    memo: CheckMemo | None = None,
+) -> EmailMessage:
+    """The message `data` makes, checked (its credential or sender, its attachments) but not
+    stored: `store_new_messages` writes it. Writes nothing, so a message that fails its checks
+    leaves the transaction as it was."""
     now = now.replace(microsecond=0)
     scheduled_at = checked_time(data.scheduled_time, now, max_schedule)
     sender = None
     if data.credential_hash is not None:
-        await credentials.check_usable(session, organization_id, data.credential_hash)
+        credential_hash = data.credential_hash
+        await _remembered(
+            memo,
+            ("credential", credential_hash),
+            lambda: credentials.check_usable(session, organization_id, credential_hash),
+        )
     else:
-        sender = await senders.sender_for(
-            session, organization_id, data.from_, allowed_domains=allowed_domains
+        sender = await _remembered(
+            memo,
+            ("from", data.from_),
+            lambda: senders.sender_for(
+                session, organization_id, data.from_, allowed_domains=allowed_domains
+            ),
         )
     attachments = await _resolve_attachments(
         session,
@@ -80,7 +139,7 @@ async def create_message(
         max_attachment_bytes,
     )
     cc, bcc = data.cc or [], data.bcc or []
-    message = EmailMessage(
+    return EmailMessage(
         id=new_id(ID_PREFIX),
         organization_id=organization_id,
         status=data.status,
@@ -102,15 +161,30 @@ async def create_message(
         updated_at=now,
         search_text=" ".join([data.subject, data.from_, *data.to, *cc, *bcc]).lower(),
     )
-    # One INSERT, no unit of work; the answer is built from the object as written.
-    await repository.insert_message(session, message)
-    if message.status == MessageStatus.OUTBOX:
-        await _enqueue(session, message)
-    MESSAGES_CREATED.labels(data.status).inc()
-    await repository.link_files(session, message.id, _file_ids(attachments))
+
+
+async def store_new_messages(
+    session: AsyncSession, organization_id: str, messages: Sequence[EmailMessage]
+) -> None:
+    """Writes messages made by `check_new_message` for the organization, one statement per
+    table for them all; those in `outbox` are queued in this same transaction."""
+    if not messages:
+        return
+    # One INSERT, no unit of work; the answer is built from the objects as written.
+    await repository.insert_messages(session, messages)
+    await queue.enqueue_many(
+        session, [_queue_entry(m) for m in messages if m.status == MessageStatus.OUTBOX]
+    )
+    statuses = Counter(str(m.status) for m in messages)
+    for status, count in statuses.items():
+        MESSAGES_CREATED.labels(status).inc(count)
+    await repository.link_many_files(
+        session, {m.id: _file_ids(m.attachments) for m in messages if m.attachments}
+    )
     # Last: the count row stays locked until commit (PostgreSQL), so it is taken as late as it can.
-    await repository.change_counts(session, {(organization_id, data.status): 1})
-    return message
+    await repository.change_counts(
+        session, {(organization_id, status): count for status, count in statuses.items()}
+    )
 
 
 async def queue_notice(
@@ -145,7 +219,7 @@ async def queue_notice(
         updated_at=now,
         search_text=f"{subject} {sender} {to}".lower(),
     )
-    await repository.insert_message(session, message)
+    await repository.insert_messages(session, [message])
     await _enqueue(session, message)
     await repository.change_counts(session, {(organization_id, MessageStatus.OUTBOX): 1})
     MESSAGES_CREATED.labels(MessageStatus.OUTBOX).inc()
@@ -218,15 +292,18 @@ async def send_draft(
     return message
 
 
-async def _enqueue(session: AsyncSession, message: EmailMessage) -> None:
-    """Storing a message in `outbox` is also queuing it, in the same transaction."""
-    await queue.enqueue(
-        session,
+def _queue_entry(message: EmailMessage) -> queue.Entry:
+    return queue.Entry(
         message.id,
-        organization_id=message.organization_id,
+        message.organization_id,
         credential_id=message.credential_hash or message.sender_credential_id,
         due_at=due_at(message, message.initiated_at or message.created_at),
     )
+
+
+async def _enqueue(session: AsyncSession, message: EmailMessage) -> None:
+    """Storing a message in `outbox` is also queuing it, in the same transaction."""
+    await queue.enqueue_many(session, [_queue_entry(message)])
 
 
 async def attaches_queued_file(session: AsyncSession, organization_id: str, file_id: str) -> bool:
