@@ -293,7 +293,7 @@ class TestOverrides:
                 assert other_smtp.received[-1].rcpt_tos == [OTHER]
                 assert (await h.message(copy["id"]))["status"] == "sent"
 
-    async def test_a_credential_can_be_dropped_for_the_default_sender(
+    async def test_a_deactivated_credential_is_422_unless_dropped_for_the_default_sender(
         self, harness_factory: HarnessFactory
     ) -> None:
         with smtp_server() as other_smtp:
@@ -303,6 +303,11 @@ class TestOverrides:
                 credential = await h.smtp_credential(organization_id, other_smtp.port)
                 sent = await _sent(h, credentialHash=credential)
                 assert len(other_smtp.received) == 1
+                deactivated = await h.client.patch(
+                    f"/service-credentials/smtp/{credential}", json={"status": "deactivated"}
+                )
+                assert deactivated.status_code == 200, deactivated.text
+                assert _fields(await _resend(h.client, sent["id"])) == ["credentialHash"]
                 copy = await _resent(h.client, sent["id"], {"credentialHash": None})
                 assert copy["credentialHash"] is None
                 assert await h.deliver() == 1
