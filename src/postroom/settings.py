@@ -397,6 +397,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"production needs POSTROOM_{missing[0].upper()} set")
         return self
 
+    def public_url(self) -> str:
+        """The API's address as people outside reach it (links in mail): POSTROOM_SENDERS__
+        PUBLIC_URL, or else where it listens (right for a local setup only)."""
+        return self.senders.public_url or f"http://{self.host}:{self.port}"
+
     def stored_secret(self) -> str:
         """The key for secrets at rest: POSTROOM_SECRET_KEY, or one kept in the data dir."""
         if self.secret_key is not None:

@@ -180,6 +180,7 @@ class TestOpenApi:
             "email-message-failed",
             "email-message-outcome-unknown",
             "email-message-sent",
+            "email-message-unsubscribed",
         ]
         for event in spec["webhooks"].values():
             body = event["post"]["requestBody"]["content"]["application/json"]["schema"]

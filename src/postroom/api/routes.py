@@ -11,6 +11,7 @@ from postroom.credentials.router import router as credentials
 from postroom.delivery.router import router as delivery
 from postroom.events.inbound import router as provider_events
 from postroom.events.router import router as message_events
+from postroom.events.unsubscribe import router as unsubscribe
 from postroom.files.router import attachments_router as attachments
 from postroom.files.router import router as files
 from postroom.messages.batch_router import router as message_batches
@@ -45,6 +46,7 @@ def include_routes(app: FastAPI) -> None:
     app.include_router(resources)
     app.include_router(verifications, dependencies=[Depends(refuse_nul)])
     app.include_router(provider_events)
+    app.include_router(unsubscribe)
     app.webhooks.include_router(webhook_events)
     # Rebilly's server URL carries the organization; its SDK puts it in every path. The same
     # operations answer there (api/deps.py checks the id), documented once via `servers`.

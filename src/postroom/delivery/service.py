@@ -16,6 +16,7 @@ from postroom.core.clock import Clock
 from postroom.core.crypto import SecretBox
 from postroom.core.ids import new_id
 from postroom.core.text import storable
+from postroom.core.unsubscribe_link import unsubscribe_path
 from postroom.credentials import service as credentials
 from postroom.credentials.models import CredentialStatus
 from postroom.credentials.service import DeliveryCredential
@@ -101,8 +102,27 @@ def _attachments(
     return tuple(attached)
 
 
+def _unsubscribe_headers(message: EmailMessage, url: str | None) -> dict[str, str]:
+    """RFC 8058's pair, when the message has an unsubscribe URL (its own, or `url`: hosted)."""
+    url = message.unsubscribe_url or url
+    if not url:
+        return {}
+    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
+def _hosted_unsubscribe(
+    box: SecretBox, message: EmailMessage, public_url: str | None
+) -> str | None:
+    if not message.hosted_unsubscribe or not public_url:
+        return None
+    return f"{public_url.rstrip('/')}/{unsubscribe_path(box, message.id)}"
+
+
 def _outgoing(
-    message: EmailMessage, attachments: tuple[AttachmentFile, ...], return_path: str | None
+    message: EmailMessage,
+    attachments: tuple[AttachmentFile, ...],
+    return_path: str | None,
+    unsubscribe_url: str | None = None,
 ) -> OutgoingMessage:
     return OutgoingMessage(
         id=message.id,
@@ -119,7 +139,7 @@ def _outgoing(
         sender_name=message.sender_name,
         metadata=dict(message.metadata_ or {}),
         reply_to=tuple(message.reply_to or ()),
-        headers=dict(message.headers or {}),
+        headers={**(message.headers or {}), **_unsubscribe_headers(message, unsubscribe_url)},
         return_path=return_path,
     )
 
@@ -165,6 +185,7 @@ async def claim(
     limit: int | None = None,
     in_flight: Mapping[str, int] | None = None,
     bounce_domain: str | None = None,
+    public_url: str | None = None,
 ) -> Claim:
     """`now` is when the claim began; `clock`, when given, is read again for send slots, which
     must not start before the claim's lock was granted (delivery/pacing.py).
@@ -174,7 +195,8 @@ async def claim(
     (settings.in_flight_per_key); without, this claim is the only one under way.
 
     With `bounce_domain`, SMTP sends get the message's own bounce address as their envelope
-    sender, for `postroom bounces` to take the bounces to (events/bounces.py)."""
+    sender, for `postroom bounces` to take the bounces to (events/bounces.py). `public_url`:
+    the API's address as recipients reach it, for hosted unsubscribe links."""
     batch = settings.batch_size if limit is None else limit
     claimed = await repository.claim_due(
         session,
@@ -269,7 +291,12 @@ async def claim(
         jobs.append(
             Job(
                 message=suppression.without(
-                    _outgoing(message, attachments_of[message.id], return_path),
+                    _outgoing(
+                        message,
+                        attachments_of[message.id],
+                        return_path,
+                        _hosted_unsubscribe(box, message, public_url),
+                    ),
                     left_out.get(message.id, ()),
                 ),
                 organization_id=message.organization_id,

@@ -273,6 +273,7 @@ class Worker:
                 limit=limit,
                 in_flight=in_flight,
                 bounce_domain=self.settings.events.bounce_domain,
+                public_url=self.settings.public_url(),
             )
 
     async def _send_and_record(self, claim: service.Claim) -> None:

@@ -17,6 +17,7 @@ class EventKind(StrEnum):
     DEFERRED = "deferred"
     BOUNCED = "bounced"
     COMPLAINED = "complained"
+    UNSUBSCRIBED = "unsubscribed"  # through the hosted one-click link: blocklisted
 
 
 class BounceType(StrEnum):
@@ -30,6 +31,7 @@ class EventSource(StrEnum):
     POSTMARK = "postmark"
     SES = "ses"
     SMTP = "smtp"  # a DSN or ARF report sent to `postroom bounces`
+    UNSUBSCRIBE = "unsubscribe"  # the recipient's one-click POST to the hosted link
 
 
 class MessageEvent(Base):

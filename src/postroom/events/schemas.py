@@ -13,10 +13,10 @@ class MessageEventRead(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     id: str
-    type: Literal["delivered", "deferred", "bounced", "complained"]
-    source: Literal["sendgrid", "mailgun", "postmark", "ses", "smtp"] = Field(
-        description="who reported it: a provider's event webhook, or a bounce or feedback "
-        "report sent back over SMTP"
+    type: Literal["delivered", "deferred", "bounced", "complained", "unsubscribed"]
+    source: Literal["sendgrid", "mailgun", "postmark", "ses", "smtp", "unsubscribe"] = Field(
+        description="who reported it: a provider's event webhook, a bounce or feedback "
+        "report sent back over SMTP, or the recipient's one-click unsubscribe"
     )
     recipient: str | None = Field(description="the recipient it concerns, where one is named")
     bounce_type: Literal["hard", "soft"] | None = Field(

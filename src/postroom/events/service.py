@@ -36,6 +36,7 @@ _WEBHOOK_TYPES = {
     EventKind.DEFERRED: EventType.DEFERRED,
     EventKind.BOUNCED: EventType.BOUNCED,
     EventKind.COMPLAINED: EventType.COMPLAINED,
+    EventKind.UNSUBSCRIBED: EventType.UNSUBSCRIBED,
 }
 
 
@@ -169,15 +170,19 @@ async def record(
 async def _blocklist(
     session: AsyncSession, event: MessageEvent, *, now: datetime, settings: EventSettings
 ) -> None:
-    if not settings.auto_blocklist or not event.recipient:
+    if not event.recipient:
+        return
+    # An unsubscribe is the recipient's own request: honoured whatever auto_blocklist says.
+    if not settings.auto_blocklist and event.type != EventKind.UNSUBSCRIBED:
         return
     if event.type == EventKind.BOUNCED and event.bounce_type == BounceType.SOFT:
         bounces = await repository.soft_bounces(session, event.organization_id, event.recipient)
         if bounces < settings.soft_bounce_limit:
             return
-    elif event.type not in (EventKind.BOUNCED, EventKind.COMPLAINED):
+    elif event.type not in (EventKind.BOUNCED, EventKind.COMPLAINED, EventKind.UNSUBSCRIBED):
         return
-    expiration = now + timedelta(days=settings.blocklist_days) if settings.blocklist_days else None
+    days = settings.blocklist_days if event.type != EventKind.UNSUBSCRIBED else None
+    expiration = now + timedelta(days=days) if days else None
     await blocklists.add_automated(
         session,
         event.organization_id,

@@ -45,6 +45,9 @@ class EmailMessage(Base):
     # postroom's additions: Reply-To addresses and extra headers (messages/headers.py); null: none.
     reply_to: Mapped[list[str] | None]
     headers: Mapped[dict[str, str] | None]
+    # One-click unsubscribe (RFC 8058): the message's own URL, or postroom's hosted one.
+    unsubscribe_url: Mapped[str | None] = mapped_column(Text)
+    hosted_unsubscribe: Mapped[bool | None]  # null: no
     sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

@@ -42,6 +42,8 @@ def _copy(original: EmailMessage, overrides: EmailMessageResend) -> dict[str, An
         "credentialHash": original.credential_hash,
         "replyTo": original.reply_to,
         "headers": original.headers,
+        "unsubscribeUrl": original.unsubscribe_url,
+        "hostedUnsubscribe": bool(original.hosted_unsubscribe),
     }
     given = overrides.model_dump(by_alias=True, include=overrides.model_fields_set)
     body.update(given)

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
@@ -14,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
@@ -120,6 +122,24 @@ def _header_name(name: str) -> str:
     return name
 
 
+def _unsubscribe_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme != "https" or not parts.hostname:
+        raise PydanticCustomError("https_url", "must be an https URL (RFC 8058)")
+    if any(c in value for c in "<>, ") or not value.isascii():
+        raise PydanticCustomError(
+            "https_url", "must be a URL without spaces, commas or angle brackets (ASCII)"
+        )
+    return value
+
+
+UnsubscribeUrl = Annotated[
+    TextLine, StringConstraints(max_length=800), AfterValidator(_unsubscribe_url)
+]
+
 HeaderName = Annotated[str, AfterValidator(_header_name)]
 HeaderValue = Annotated[TextLine, StringConstraints(max_length=MAX_HEADER_VALUE)]
 
@@ -176,6 +196,38 @@ class EmailMessageCreate(BaseModel):
         "Received, DKIM-Signature, ARC-*, Resent-*, List-Unsubscribe*, X-Postroom-*). Postroom's "
         "addition to Rebilly's contract.",
     )
+    unsubscribe_url: UnsubscribeUrl | None = Field(
+        None,
+        alias="unsubscribeUrl",
+        description="An https URL that unsubscribes the recipient when POSTed to (RFC 8058): "
+        "sent as List-Unsubscribe with List-Unsubscribe-Post: List-Unsubscribe=One-Click. "
+        "Postroom's addition.",
+    )
+    hosted_unsubscribe: bool = Field(
+        False,
+        alias="hostedUnsubscribe",
+        description="Postroom hosts the one-click unsubscribe: its POST puts the recipient on "
+        "the blocklist and fires email-message-unsubscribed. For a message to one recipient "
+        "only (the link cannot say which of several asked). Postroom's addition.",
+    )
+
+    @field_validator("hosted_unsubscribe")
+    @classmethod
+    def _one_unsubscribe(cls, hosted: bool, info: ValidationInfo) -> bool:
+        if not hosted:
+            return hosted
+        if info.data.get("unsubscribe_url") is not None:
+            raise PydanticCustomError(
+                "unsubscribe", "give unsubscribeUrl or hostedUnsubscribe, not both"
+            )
+        given = [info.data.get(name) or () for name in ("to", "cc", "bcc")]
+        if "to" not in info.data or sum(len(g) for g in given) != 1:
+            raise PydanticCustomError(
+                "unsubscribe",
+                "for a message to one recipient only: a one-click request does not say which "
+                "of several asked",
+            )
+        return hosted
 
 
 class EmailMessagePatch(BaseModel):
@@ -279,6 +331,12 @@ class EmailMessageRead(BaseModel):
     headers: dict[str, str] = Field(
         default_factory=dict, description="Extra headers (postroom's addition)."
     )
+    unsubscribe_url: str | None = Field(
+        None, alias="unsubscribeUrl", description="postroom's addition"
+    )
+    hosted_unsubscribe: bool = Field(
+        False, alias="hostedUnsubscribe", description="postroom's addition"
+    )
     links: list[MessageLink] = Field(alias="_links")
 
     @classmethod
@@ -316,6 +374,8 @@ class EmailMessageRead(BaseModel):
             scheduledTime=message.scheduled_at,
             replyTo=message.reply_to or [],
             headers=message.headers or {},
+            unsubscribeUrl=message.unsubscribe_url,
+            hostedUnsubscribe=bool(message.hosted_unsubscribe),
             _links=links,
         )
 

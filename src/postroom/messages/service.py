@@ -159,6 +159,8 @@ async def check_new_message(
         scheduled_at=scheduled_at,
         reply_to=data.reply_to or None,
         headers=data.headers or None,
+        unsubscribe_url=data.unsubscribe_url,
+        hosted_unsubscribe=data.hosted_unsubscribe or None,
         created_at=now,
         updated_at=now,
         search_text=" ".join([data.subject, data.from_, *data.to, *cc, *bcc]).lower(),

@@ -21,6 +21,8 @@ class EventType(StrEnum):
     """Refused by the recipient's server (hard: for good; soft: a full mailbox and the like)."""
     COMPLAINED = "email-message-complained"
     """The recipient marked it as spam."""
+    UNSUBSCRIBED = "email-message-unsubscribed"
+    """The recipient used the message's hosted one-click unsubscribe link."""
 
 
 @dataclass(frozen=True)

@@ -294,6 +294,8 @@ _EVENT_DOCS = {
     "hard or soft). A hard bounce puts the address on the blocklist.",
     EventType.COMPLAINED: "The recipient marked the message as spam; the address goes on the "
     "blocklist.",
+    EventType.UNSUBSCRIBED: "The recipient unsubscribed through the message's hosted one-click "
+    "link (hostedUnsubscribe); the address goes on the blocklist.",
 }
 
 
