@@ -10,10 +10,11 @@ from postroom.delivery.mime import OutgoingMessage
 from postroom.delivery.transports.mailgun import MailgunTransport
 from postroom.delivery.transports.postmark import PostmarkTransport
 from postroom.delivery.transports.sendgrid import SendGridTransport
+from postroom.delivery.transports.ses import SesTransport
 from tests.delivery.transports.conftest import LIMITS
 from tests.factories import make_message, message_body
 from tests.harness import HarnessFactory
-from tests.servers.esp import MailgunServer, PostmarkServer, SendGridServer, serving
+from tests.servers.esp import MailgunServer, PostmarkServer, SendGridServer, SesServer, serving
 from tests.servers.smtp import smtp_server
 
 REPLY_TO = ["support@example.com", "help@example.com"]
@@ -181,3 +182,22 @@ class TestProviders:
             *({"Name": n, "Value": v} for n, v in HEADERS.items()),
             {"Name": "Message-ID", "Value": sent.message_id_header},
         ]
+
+    async def test_ses_gets_them_in_the_raw_mime(self, sent: OutgoingMessage) -> None:
+        keys = {
+            "access_key": "AKIAIOSFODNN7EXAMPLE",
+            "secret_key": "secret/key",
+            "region": "eu-west-1",
+        }
+        with serving(SesServer(keys["access_key"], keys["secret_key"], keys["region"])) as server:
+            transport = SesTransport(endpoint=server.url, limits=LIMITS, **keys)
+            try:
+                await transport.send(sent)
+            finally:
+                await transport.aclose()
+        [request] = server.received
+        mime = request.mime
+        assert mime is not None
+        assert [str(a) for a in mime["Reply-To"].addresses] == REPLY_TO
+        for name, value in HEADERS.items():
+            assert mime[name] == value
