@@ -289,6 +289,17 @@ class WebhookSettings(BaseModel):
         return self
 
 
+class DashboardSettings(BaseModel):
+    """The dashboard at /dashboard (POSTROOM_DASHBOARD__<FIELD>)."""
+
+    session_hours: float = Field(8, gt=0, description="a sign-in lasts this long")
+    trust_forwarded_proto: bool = Field(
+        False,
+        description="behind a proxy that sets X-Forwarded-Proto: its `https` marks the "
+        "session cookie Secure (otherwise the request's own scheme decides)",
+    )
+
+
 class EventSettings(BaseModel):
     """Provider events, bounces and the blocklist (POSTROOM_EVENTS__<FIELD>)."""
 
@@ -380,6 +391,7 @@ class Settings(BaseSettings):
     senders: SenderSettings = SenderSettings()
     webhooks: WebhookSettings = WebhookSettings()
     events: EventSettings = EventSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @field_validator("smtp_url")
     @classmethod
