@@ -70,8 +70,3 @@ async def sign_out(request: Request, signed_in: CheckedFormDep) -> Response:
     response = RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path=PREFIX, httponly=True, samesite="strict")
     return response
-
-
-@router.get("")
-async def home() -> Response:
-    return RedirectResponse(f"{PREFIX}/messages", status_code=303)
