@@ -178,7 +178,15 @@ async def page(context: BrowserContext, site: Site) -> Page:
 async def screenshot(page: Page, name: str) -> None:
     """Saved as a test artifact (git-ignored)."""
     SCREENSHOTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    # A full_page screenshot stretches the page without repainting the preview frame (its
+    # own process), which comes out blank: grow the viewport to the page instead.
+    height = await page.evaluate("document.documentElement.scrollHeight")
+    viewport = page.viewport_size
+    await page.set_viewport_size({"width": 1280, "height": height})
+    await page.wait_for_timeout(200)
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    if viewport is not None:
+        await page.set_viewport_size(viewport)
 
 
 AXE = Axe()

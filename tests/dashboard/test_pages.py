@@ -105,8 +105,8 @@ class TestMessages:
         timeline = await page.locator("ol.timeline").inner_text()
         assert "attempt 1 via smtp: sent" in timeline
         assert "sent" in await page.locator(".status").first.inner_text()
-        await assert_accessible(page)
         await screenshot(page, "message")
+        await assert_accessible(page)
 
     async def test_the_html_part_runs_no_script_submits_no_form_and_loads_nothing(
         self, page: Page, site: Site
