@@ -16,3 +16,9 @@ class MessageSettled(Conflict):
 
 class MessageIsDraft(Conflict):
     slug, title = "message-is-draft", "Message is a draft"
+
+
+class MessageNotSent(Conflict):
+    """The message is in `outbox`: it has not been sent (or failed) yet."""
+
+    slug, title = "message-not-sent", "Message not sent yet"

@@ -45,6 +45,10 @@ class EmailMessage(Base):
     sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The message this one is a resend of (messages/resend.py); null once that one is deleted.
+    resent_from_id: Mapped[str | None] = mapped_column(
+        String(40), ForeignKey("email_messages.id", ondelete="SET NULL")
+    )
     # Lower-cased subject, sender and recipients: what `q` searches (trigram index on PostgreSQL).
     search_text: Mapped[str] = mapped_column(Text)
 
@@ -53,6 +57,8 @@ class EmailMessage(Base):
         Index(
             "ix_email_messages_org_status_created", "organization_id", "status", "created_at", "id"
         ),
+        # A message's resends, for its `resends` links.
+        Index("ix_email_messages_resent_from", "resent_from_id"),
         Index(
             "ix_email_messages_search_trgm",
             "search_text",

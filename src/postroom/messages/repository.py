@@ -87,6 +87,27 @@ async def get(
     )
 
 
+async def resends_of(
+    session: AsyncSession, organization_id: str, message_ids: Collection[str]
+) -> dict[str, list[str]]:
+    """The ids of the resends of each of these messages that has any, oldest first."""
+    if not message_ids:
+        return {}
+    rows = await session.execute(
+        select(EmailMessage.resent_from_id, EmailMessage.id)
+        .where(
+            EmailMessage.organization_id == organization_id,
+            EmailMessage.resent_from_id.in_(list(message_ids)),
+        )
+        .order_by(EmailMessage.created_at, EmailMessage.id)
+    )
+    found: dict[str, list[str]] = {}
+    for original, resend in rows:
+        if original is not None:
+            found.setdefault(original, []).append(resend)
+    return found
+
+
 async def move_draft_to_outbox(
     session: AsyncSession,
     organization_id: str,

@@ -3,7 +3,7 @@
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Body, Depends, Request, Response
 
 from postroom.api.collections import PAGINATION_HEADERS, collection_query, set_pagination_headers
 from postroom.api.deps import ClockDep, OrganizationDep, SessionDep, SettingsDep
@@ -11,13 +11,14 @@ from postroom.api.problems import problem_responses
 from postroom.api.wire import resource_url
 from postroom.core.listing import ListQuery
 from postroom.errors import invalid_field
-from postroom.messages import schedule, service
+from postroom.messages import resend, schedule, service
 from postroom.messages.models import EmailMessage
 from postroom.messages.schemas import (
     LIST_FIELDS,
     EmailMessageCreate,
     EmailMessagePatch,
     EmailMessageRead,
+    EmailMessageResend,
 )
 from postroom.settings import Settings
 
@@ -25,12 +26,25 @@ router = APIRouter(prefix="/email-messages", tags=["Email messages"])
 ListQueryDep = Annotated[ListQuery, Depends(collection_query(LIST_FIELDS))]
 
 
-def _read(request: Request, message: EmailMessage) -> EmailMessageRead:
-    return EmailMessageRead.of(message, resource_url(request, "email-messages", message.id))
+def _read(
+    request: Request, message: EmailMessage, resends: dict[str, list[str]] | None = None
+) -> EmailMessageRead:
+    """`resends`: the ids of the resends of each message that has any (only a sent or failed
+    message has: those answered by GET)."""
+    url = resource_url(request, "email-messages", message.id)
+    return EmailMessageRead.of(message, url, (resends or {}).get(message.id, ()))
 
 
 def _max_schedule(settings: Settings) -> timedelta:
     return timedelta(days=settings.delivery.max_schedule_days)
+
+
+_LOCATION = {
+    "Location": {
+        "description": "URL of the new message",
+        "schema": {"type": "string", "format": "uri"},
+    }
+}
 
 
 @router.get(
@@ -48,7 +62,8 @@ async def list_email_messages(
 ) -> list[EmailMessageRead]:
     messages, total = await service.list_messages(session, organization_id, query)
     set_pagination_headers(response, query, total)
-    return [_read(request, m) for m in messages]
+    resends = await resend.resends_of(session, organization_id, [m.id for m in messages])
+    return [_read(request, m, resends) for m in messages]
 
 
 @router.post(
@@ -57,14 +72,7 @@ async def list_email_messages(
     operation_id="PostEmailMessage",
     summary="Create an email message",
     responses={
-        201: {
-            "headers": {
-                "Location": {
-                    "description": "URL of the new message",
-                    "schema": {"type": "string", "format": "uri"},
-                }
-            }
-        },
+        201: {"headers": _LOCATION},
         **problem_responses(400, 401, 422),
     },
 )
@@ -91,6 +99,46 @@ async def create_email_message(
     return read
 
 
+@router.post(
+    "/{id}/resend",
+    status_code=201,
+    operation_id="PostEmailMessageResend",
+    summary="Resend an email message",
+    description="Creates a new message from a `sent` or `failed` one: the same from, "
+    "recipients, subject, text, html, metadata, attachments (the same files: a 422 if one is "
+    "gone) and credential, unless the body changes `to`, `cc`, `bcc`, `credentialHash`, "
+    "`status` (`outbox`, the default, sends it at once or at `scheduledTime`; `draft` keeps it "
+    "to edit) or `scheduledTime`. The copy is checked as `POST /email-messages` checks a body, "
+    "and the blocklist applies to it as to any message. Its `_links` gain `resent-from` (the "
+    "original); the original's gain one `resends` per copy, oldest first. 409 for a draft or a "
+    "message in `outbox`. Postroom's addition to Rebilly's contract.",
+    responses={201: {"headers": _LOCATION}, **problem_responses(400, 401, 404, 409, 422)},
+)
+async def resend_email_message(
+    id: str,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    organization_id: OrganizationDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    body: Annotated[EmailMessageResend | None, Body()] = None,
+) -> EmailMessageRead:
+    message = await resend.resend_message(
+        session,
+        organization_id,
+        id,
+        clock.now(),
+        body or EmailMessageResend(),
+        max_attachment_bytes=settings.files.max_message_bytes,
+        allowed_domains=settings.server_transport_domains(),
+        max_schedule=_max_schedule(settings),
+    )
+    read = _read(request, message)
+    response.headers["Location"] = read.links[0].href
+    return read
+
+
 @router.get(
     "/{id}",
     operation_id="GetEmailMessage",
@@ -100,7 +148,8 @@ async def create_email_message(
 async def get_email_message(
     id: str, request: Request, session: SessionDep, organization_id: OrganizationDep
 ) -> EmailMessageRead:
-    return _read(request, await service.get_message(session, organization_id, id))
+    message = await service.get_message(session, organization_id, id)
+    return _read(request, message, await resend.resends_of(session, organization_id, [id]))
 
 
 @router.patch(

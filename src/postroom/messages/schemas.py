@@ -1,6 +1,7 @@
 """The wire shape of /email-messages (components/schemas/EmailMessage.yaml)."""
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -14,10 +15,11 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
+    field_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from postroom.api.wire import SelfLink, TextLine, WireStr, WireTime
+from postroom.api.wire import TextLine, WireStr, WireTime
 from postroom.core.addresses import developer_domains_allowed, is_developer_domain
 from postroom.core.listing import FieldKind, ListField
 from postroom.messages.models import EmailMessage, MessageStatus
@@ -170,6 +172,48 @@ class EmailMessagePatch(BaseModel):
         return "scheduled_time" in self.model_fields_set
 
 
+class MessageLink(BaseModel):
+    """Rebilly's `self`, first; postroom adds `resent-from` (the message this one is a resend
+    of) and one `resends` per resend of this one, oldest first."""
+
+    rel: Literal["self", "resent-from", "resends"] = "self"
+    href: str
+
+
+class EmailMessageResend(BaseModel):
+    """What a resend changes of the message it copies; a field left out keeps the copied value
+    (`scheduledTime`: at once)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
+
+    status: Literal["draft", "outbox"] = Field(
+        "outbox", description="`outbox` (the default) sends the copy; `draft` keeps it to edit."
+    )
+    to: list[EmailAddress] | None = Field(None, min_length=1, max_length=MAX_RECIPIENTS)
+    cc: list[EmailAddress] | None = Field(None, max_length=MAX_RECIPIENTS)
+    bcc: list[EmailAddress] | None = Field(None, max_length=MAX_RECIPIENTS)
+    credential_hash: WireStr | None = Field(
+        None,
+        alias="credentialHash",
+        max_length=50,
+        description="null: sent as a message naming no credential is (the default email "
+        "delivery setting, or the server-wide transport).",
+    )
+    scheduled_time: ScheduledTime | None = Field(
+        None, alias="scheduledTime", description=SCHEDULED_TIME_DOC
+    )
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _to_not_null(cls, value: Any) -> Any:
+        # Only a value given is validated: left out, `to` is copied; null would leave none.
+        if value is None:
+            raise PydanticCustomError(
+                "to_required", "a message needs a recipient; leave `to` out to keep the copied one"
+            )
+        return value
+
+
 class EmailMessageRead(BaseModel):
     """Every property is always present: null (or [] for lists) when it has no value."""
 
@@ -198,10 +242,21 @@ class EmailMessageRead(BaseModel):
         alias="scheduledTime",
         description="When the message is to be sent, if not at once (postroom's addition).",
     )
-    links: list[SelfLink] = Field(alias="_links")
+    links: list[MessageLink] = Field(alias="_links")
 
     @classmethod
-    def of(cls, message: EmailMessage, href: str) -> "EmailMessageRead":
+    def of(
+        cls, message: EmailMessage, href: str, resends: Sequence[str] = ()
+    ) -> "EmailMessageRead":
+        """`href`: the message's own URL; its resends' links (`resends`: their ids) and the
+        link to the one it is a resend of are its siblings."""
+        collection = href.rsplit("/", 1)[0]
+        links = [MessageLink(href=href)]
+        if message.resent_from_id is not None:
+            links.append(
+                MessageLink(rel="resent-from", href=f"{collection}/{message.resent_from_id}")
+            )
+        links += [MessageLink(rel="resends", href=f"{collection}/{r}") for r in resends]
         return cls(
             id=message.id,
             status=MessageStatus(message.status),
@@ -222,7 +277,7 @@ class EmailMessageRead(BaseModel):
             createdTime=message.created_at,
             updatedTime=message.updated_at,
             scheduledTime=message.scheduled_at,
-            _links=[SelfLink(href=href)],
+            _links=links,
         )
 
 
