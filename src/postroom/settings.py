@@ -295,8 +295,9 @@ class DashboardSettings(BaseModel):
     session_hours: float = Field(8, gt=0, description="a sign-in lasts this long")
     trust_forwarded_proto: bool = Field(
         False,
-        description="behind a proxy that sets X-Forwarded-Proto: its `https` marks the "
-        "session cookie Secure (otherwise the request's own scheme decides)",
+        description="X-Forwarded-Proto from any peer decides whether the session cookie is "
+        "Secure; otherwise the request's scheme does (uvicorn applies the header only from "
+        "its --forwarded-allow-ips, 127.0.0.1 by default)",
     )
 
 

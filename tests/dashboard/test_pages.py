@@ -3,14 +3,19 @@ nothing in it runs), its source, the actions, the setup pages; axe-core on each 
 
 import re
 from email import message_from_bytes, policy
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from playwright.async_api import BrowserContext, ConsoleMessage, Dialog, Page, Request
 
+from postroom.app import create_app
 from postroom.dashboard.security import SESSION_COOKIE
+from postroom.settings import DashboardSettings
 from tests.dashboard.conftest import Site, assert_accessible, screenshot, sign_in
-from tests.factories import make_message
+from tests.factories import make_message, png_bytes, upload_file
+from tests.servers.http import serve_in_thread
 
 
 async def _delivered(site: Site, **fields: Any) -> dict[str, Any]:
@@ -257,6 +262,82 @@ class TestActions:
         await page.get_by_role("button", name="Blocklist blocked.one@example.com").wait_for()
         listed = await api.get("/blocklists", params={"filter": "value:blocked.one@example.com"})
         assert listed.json() == []
+
+    async def test_resend_a_failed_message_and_follow_the_links_both_ways(
+        self, page: Page, site: Site
+    ) -> None:
+        site.smtp.script("550 5.1.1 no such user")
+        failed = await _delivered(site, subject="Bounced once")
+        assert (await site.harness.message(failed["id"]))["status"] == "failed"
+
+        await _open(page, site, failed["id"])
+        await page.get_by_role("button", name="Resend").click()
+        await page.wait_for_url(re.compile(r".*/dashboard/messages/(?!" + failed["id"] + r")\w+$"))
+        copy_id = page.url.rsplit("/", 1)[1]
+        assert (await site.harness.message(copy_id))["status"] == "outbox"
+
+        await page.get_by_role("link", name=failed["id"]).click()
+        await page.wait_for_url(re.compile(rf".*/dashboard/messages/{failed['id']}$"))
+        await page.get_by_role("link", name=copy_id).click()
+        await page.wait_for_url(re.compile(rf".*/dashboard/messages/{copy_id}$"))
+        await site.harness.deliver()
+
+    async def test_an_attachment_downloads_byte_for_byte(
+        self, page: Page, site: Site, tmp_path: Path
+    ) -> None:
+        content = png_bytes(2000)
+        uploaded = await upload_file(site.harness.client, content, filename="logo.png")
+        attached = [{"resourceType": "file", "resourceId": uploaded["id"]}]
+        created = await _delivered(site, attachments=attached)
+        await _open(page, site, created["id"])
+        async with page.expect_download() as waiting:
+            await page.get_by_role("link", name="logo.png").click()
+        download = await waiting.value
+        assert download.suggested_filename == "logo.png"
+        await download.save_as(tmp_path / "logo.png")
+        assert (tmp_path / "logo.png").read_bytes() == content
+
+
+class TestSession:
+    async def test_a_session_ends_when_it_expires(
+        self, context: BrowserContext, site: Site
+    ) -> None:
+        page = await context.new_page()
+        await sign_in(page, site)
+        lifetime = site.harness.settings.dashboard.session_hours
+        site.harness.clock.advance(timedelta(hours=lifetime, seconds=1))
+        await page.goto(f"{site.url}/dashboard/messages")
+        assert page.url.endswith("/dashboard/sign-in")
+
+    async def test_the_cookie_is_secure_over_https_and_behind_a_trusted_proxy(
+        self, site: Site
+    ) -> None:
+        cookies = []
+        for trusted, headers in ((False, {}), (True, {"X-Forwarded-Proto": "https"})):
+            settings = site.harness.settings.model_copy(
+                update={"dashboard": DashboardSettings(trust_forwarded_proto=trusted)}
+            )
+            with serve_in_thread(create_app(settings)) as url:
+                async with httpx.AsyncClient(base_url=url) as browser:
+                    form = await browser.get("/dashboard/sign-in")
+                    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+                    assert csrf is not None
+                    answer = await browser.post(
+                        "/dashboard/sign-in",
+                        data={"api_key": site.api_key, "csrf": csrf.group(1)},
+                        headers=headers,
+                    )
+                    assert answer.status_code == 303, answer.text
+                    [session] = [
+                        c
+                        for c in answer.headers.get_list("set-cookie")
+                        if c.startswith(f"{SESSION_COOKIE}=")
+                    ]
+                    cookies.append(session)
+        plain, behind_proxy = cookies
+        assert "HttpOnly" in plain and "SameSite=strict" in plain and "Max-Age=" in plain
+        assert "Secure" not in plain
+        assert "Secure" in behind_proxy
 
 
 class TestSetupPages:

@@ -31,10 +31,10 @@ from postroom.delivery import service as delivery
 from postroom.errors import NotFound, invalid_field
 from postroom.events import service as events
 from postroom.files import service as files
-from postroom.messages import schedule
+from postroom.messages import resend, schedule
 from postroom.messages import service as messages
 from postroom.messages.models import EmailMessage, MessageStatus
-from postroom.messages.schemas import LIST_FIELDS
+from postroom.messages.schemas import LIST_FIELDS, EmailMessageResend
 from postroom.settings import Settings
 
 router = APIRouter(route_class=DashboardRoute)
@@ -199,6 +199,9 @@ async def show_message(
             "timeline": await _timeline(request, organization_id, message),
             "attachments": await _attachments(request, organization_id, message),
             "recipients": await _blocklisted(request, organization_id, message),
+            "resends": (
+                await resend.resends_of(request.state.session, organization_id, [message.id])
+            ).get(message.id, []),
         },
     )
 
@@ -280,6 +283,23 @@ async def send_draft(id: str, request: Request, signed_in: CheckedFormDep) -> Re
         max_schedule=timedelta(days=settings.delivery.max_schedule_days),
     )
     return _back_to(id)
+
+
+@router.post("/messages/{id}/resend")
+async def resend_message(id: str, request: Request, signed_in: CheckedFormDep) -> Response:
+    """A copy of a sent or failed message, queued at once; the browser goes to the copy."""
+    settings: Settings = request.app.state.settings
+    copy = await resend.resend_message(
+        request.state.session,
+        signed_in.organization_id,
+        id,
+        request.app.state.clock.now(),
+        EmailMessageResend(),
+        max_attachment_bytes=settings.files.max_message_bytes,
+        allowed_domains=settings.server_transport_domains(),
+        max_schedule=timedelta(days=settings.delivery.max_schedule_days),
+    )
+    return _back_to(copy.id)
 
 
 @router.post("/messages/{id}/cancel")

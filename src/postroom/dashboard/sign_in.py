@@ -60,7 +60,7 @@ async def sign_in(
         return _sign_in_form(request, "That API key is not valid.", status_code=401)
     response = RedirectResponse(f"{PREFIX}/messages", status_code=303)
     set_cookie(response, request, SESSION_COOKIE, new.token, lifetime)
-    response.delete_cookie(SIGN_IN_COOKIE, path=PREFIX)
+    response.delete_cookie(SIGN_IN_COOKIE, path=PREFIX, httponly=True, samesite="strict")
     return response
 
 
