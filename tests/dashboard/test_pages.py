@@ -2,8 +2,8 @@
 nothing in it runs), its source, the actions, the setup pages; axe-core on each page."""
 
 import re
-from email import message_from_bytes, policy
 from datetime import timedelta
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
