@@ -226,6 +226,22 @@ class TestActions:
         still = await site.harness.client.get(f"/email-messages/{draft['id']}")
         assert still.status_code == 200
 
+    async def test_nul_characters_in_a_search_or_a_form_are_a_400_page(
+        self, page: Page, site: Site
+    ) -> None:
+        searched = await page.goto(f"{site.url}/dashboard/messages?q=a%00b")
+        assert searched is not None
+        assert searched.status == 400
+        await page.goto(f"{site.url}/dashboard/blocklist")
+        token = await page.locator("input[name=csrf]").first.get_attribute("value")
+        assert token is not None
+        posted = await page.request.post(
+            f"{site.url}/dashboard/blocklist",
+            form={"csrf": token, "type": "email", "value": "nul\x00@example.com"},
+        )
+        assert posted.status == 400
+        assert "NUL" in await posted.text()
+
     async def test_send_cancel_and_delete_a_draft_from_its_page(
         self, page: Page, site: Site
     ) -> None:

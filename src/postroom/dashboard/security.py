@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 
 from postroom.auth import sessions
 from postroom.dashboard.templating import render
-from postroom.errors import Forbidden, PostroomError
+from postroom.errors import BadRequest, Forbidden, PostroomError
 from postroom.settings import Settings
 
 SESSION_COOKIE = "postroom_dashboard"
@@ -59,6 +59,7 @@ class DashboardRoute(APIRoute):
 
         async def page(request: Request) -> Response:
             try:
+                await _refuse_nul(request)
                 response = await handler(request)
             except SignInRequired:
                 response = RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
@@ -74,6 +75,18 @@ class DashboardRoute(APIRoute):
             return response
 
         return page
+
+
+async def _refuse_nul(request: Request) -> None:
+    """No U+0000 in the URL or a form field: PostgreSQL text cannot hold one (as the API's
+    refuse_nul says), and the answer should be a 400 page, not a database error."""
+    if "\x00" in request.url.path or "%00" in request.url.query:
+        raise BadRequest("the URL must not contain NUL characters (%00)")
+    if request.method == "POST":
+        # Starlette keeps the parsed form on the request: the handler reads the same one.
+        form = await request.form()
+        if any(isinstance(v, str) and "\x00" in v for v in form.values()):
+            raise BadRequest("a form field must not contain NUL characters")
 
 
 def secure_cookies(request: Request, settings: Settings) -> bool:
