@@ -66,6 +66,7 @@ class Site:
     harness: Harness
     smtp: SmtpServer
     api_key: str
+    organization_id: str
     other: httpx.AsyncClient
     images: ImageServer
 
@@ -134,7 +135,15 @@ async def site(
                     ) as other_client,
                 ):
                     harness = Harness(client, worker, clock, settings, sessionmaker)
-                    yield Site(api_url, harness, smtp, mine.api_key, other_client, image_server)
+                    yield Site(
+                        api_url,
+                        harness,
+                        smtp,
+                        mine.api_key,
+                        mine.organization_id,
+                        other_client,
+                        image_server,
+                    )
         finally:
             await transports.aclose()
             await engine.dispose()

@@ -374,10 +374,40 @@ class TestSetupPages:
         await screenshot(page, "queue")
         await site.harness.deliver()
 
+    async def test_change_a_credentials_status_and_never_see_its_secret(
+        self, page: Page, site: Site
+    ) -> None:
+        api = site.harness.client
+        created = await api.post(
+            "/service-credentials/smtp",
+            json={
+                "type": "smtp",
+                "host": "127.0.0.1",
+                "port": site.smtp.port,
+                "auth": {"type": "plain", "username": "u", "password": "hunter2-secret"},
+            },
+        )
+        assert created.status_code == 201, created.text
+        credential = created.json()["id"]
+        url = f"/service-credentials/smtp/{credential}"
+        await page.goto(f"{site.url}/dashboard/credentials")
+        assert "hunter2-secret" not in await page.content()
+
+        await page.get_by_role("button", name=f"Make inactive {credential}").click()
+        await page.get_by_role("button", name=f"Activate {credential}").wait_for()
+        assert (await api.get(url)).json()["status"] == "inactive"
+        await page.get_by_role("button", name=f"Activate {credential}").click()
+        await page.get_by_role("button", name=f"Make inactive {credential}").wait_for()
+        assert (await api.get(url)).json()["status"] == "active"
+        await page.get_by_role("button", name=f"Deactivate for good {credential}").click()
+        row = page.get_by_role("row").filter(has_text=credential)
+        await row.get_by_role("cell", name="final").wait_for()
+        assert (await api.get(url)).json()["status"] == "deactivated"
+
     async def test_credentials_webhooks_and_blocklist_pages_pass_axe(
         self, page: Page, site: Site
     ) -> None:
-        for name in ("credentials", "webhooks", "blocklist"):
+        for name in ("credentials", "delivery-settings", "webhooks", "blocklist"):
             response = await page.goto(f"{site.url}/dashboard/{name}")
             assert response is not None
             assert response.status == 200

@@ -5,22 +5,27 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
+from pydantic import TypeAdapter
 
 from postroom.blocklists import service as blocklists
 from postroom.blocklists.models import BlocklistType
 from postroom.core.listing import Condition, ListQuery, SortKey, Term
 from postroom.credentials import service as credentials
+from postroom.credentials.models import CredentialStatus
+from postroom.credentials.schemas import CredentialPatch
 from postroom.dashboard.chart import HEIGHT, WIDTH, HourlyCounts, hourly_bars
 from postroom.dashboard.security import PREFIX, CheckedFormDep, DashboardRoute, SignedInDep
 from postroom.dashboard.templating import render
 from postroom.delivery import service as delivery
 from postroom.messages import service as messages
 from postroom.messages.models import MessageStatus
+from postroom.senders import service as senders
 from postroom.webhooks import service as webhooks
 
 router = APIRouter(route_class=DashboardRoute)
 _SHOWN = 200
 _NEWEST = (SortKey("created_time", descending=True),)
+_credential_patch: TypeAdapter[CredentialPatch] = TypeAdapter(CredentialPatch)
 
 
 @router.get("/credentials")
@@ -32,6 +37,38 @@ async def list_credentials(request: Request, signed_in: SignedInDep) -> Response
         )
         found.extend(page)
     return render(request, "credentials.html", {"signed_in": signed_in, "credentials": found})
+
+
+@router.post("/credentials/{type}/{id}/status")
+async def change_credential_status(
+    type: str,
+    id: str,
+    request: Request,
+    signed_in: CheckedFormDep,
+    status: Annotated[CredentialStatus, Form()],
+) -> Response:
+    """Activate or deactivate, as PATCH /service-credentials/{type}/{id} with only a status."""
+    credentials.require_type(type)
+    state = request.app.state
+    await credentials.update_credential(
+        request.state.session,
+        signed_in.organization_id,
+        type,
+        id,
+        _credential_patch.validate_python({"type": type, "status": status.value}),
+        state.secret_box,
+        state.clock.now(),
+        policy=state.settings.destination_policy(),
+    )
+    return RedirectResponse(f"{PREFIX}/credentials", status_code=303)
+
+
+@router.get("/delivery-settings")
+async def list_delivery_settings(request: Request, signed_in: SignedInDep) -> Response:
+    found, _ = await senders.list_settings(
+        request.state.session, signed_in.organization_id, ListQuery(limit=_SHOWN)
+    )
+    return render(request, "delivery_settings.html", {"signed_in": signed_in, "settings": found})
 
 
 @router.get("/webhooks")
