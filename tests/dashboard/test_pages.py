@@ -325,6 +325,19 @@ class TestSession:
         await page.goto(f"{site.url}/dashboard/messages")
         assert page.url.endswith("/dashboard/sign-in")
 
+    async def test_a_session_ends_when_its_api_key_is_revoked(
+        self, context: BrowserContext, site: Site
+    ) -> None:
+        api = site.harness.client
+        created = await api.post("/api-keys", json={"description": "support desk"})
+        assert created.status_code == 201, created.text
+        key = created.json()
+        page = await context.new_page()
+        await sign_in(page, site, key["secretKey"])
+        assert (await api.delete(f"/api-keys/{key['id']}")).status_code == 204
+        await page.goto(f"{site.url}/dashboard/messages")
+        assert page.url.endswith("/dashboard/sign-in")
+
     async def test_the_cookie_is_secure_over_https_and_behind_a_trusted_proxy(
         self, site: Site
     ) -> None:
