@@ -77,6 +77,7 @@ class TestSignIn:
 class TestMessages:
     async def test_search_by_recipient_and_by_subject(self, page: Page, site: Site) -> None:
         one = await _delivered(site, to=["ada.search@example.com"], subject="Invoice quokka-1")
+        site.harness.clock.advance(timedelta(seconds=1))
         two = await _delivered(site, to=["bob.search@example.com"], subject="Receipt wombat-2")
 
         await page.get_by_label("Search (recipient, sender, subject)").fill("ada.search")
@@ -85,6 +86,18 @@ class TestMessages:
         await page.wait_for_url(re.compile(r".*q=ada\.search.*"))
         assert await rows.count() == 1
         assert "Invoice quokka-1" in await rows.first.inner_text()
+
+        await page.get_by_label("Search (recipient, sender, subject)").fill(".search@")
+        await page.get_by_role("button", name="Search").click()
+        await page.wait_for_url(re.compile(r".*q=\.search%40.*sort=newest.*"))
+        assert [await r.locator("td").nth(2).inner_text() for r in await rows.all()] == [
+            "Receipt wombat-2",
+            "Invoice quokka-1",
+        ]
+        await page.get_by_label("Order").select_option("oldest")
+        await page.get_by_role("button", name="Search").click()
+        await page.wait_for_url(re.compile(r".*sort=oldest.*"))
+        assert await rows.first.locator("td").nth(2).inner_text() == "Invoice quokka-1"
 
         await page.get_by_label("Search (recipient, sender, subject)").fill("wombat-2")
         await page.get_by_role("button", name="Search").click()

@@ -39,7 +39,12 @@ from postroom.settings import Settings
 
 router = APIRouter(route_class=DashboardRoute)
 PAGE_SIZE = 25
-_NEWEST_FIRST = ["-createdTime"]
+# The list's orders, as the API's `sort` spells them.
+SORTS = {
+    "newest": ("Newest first", ["-createdTime", "-id"]),
+    "oldest": ("Oldest first", ["createdTime", "id"]),
+    "updated": ("Recently changed", ["-updatedTime", "-id"]),
+}
 
 
 def _filter(status: str, credential: str, since: str, until: str) -> str | None:
@@ -65,13 +70,16 @@ async def list_messages(
     credential: Annotated[str, Query(max_length=40)] = "",
     since: Annotated[str, Query(max_length=10)] = "",
     until: Annotated[str, Query(max_length=10)] = "",
+    sort: Annotated[str, Query(max_length=10)] = "newest",
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> Response:
+    if sort not in SORTS:
+        raise invalid_field("sort", f"must be one of {', '.join(SORTS)}")
     try:
         query = ListQuery(
             limit=PAGE_SIZE,
             offset=(page - 1) * PAGE_SIZE,
-            sort=parse_sort(_NEWEST_FIRST, LIST_FIELDS),
+            sort=parse_sort(SORTS[sort][1], LIST_FIELDS),
             conditions=parse_filter(_filter(status, credential, since, until), LIST_FIELDS),
             search=q.strip() or None,
         )
@@ -80,7 +88,14 @@ async def list_messages(
     found, total = await messages.list_messages(
         request.state.session, signed_in.organization_id, query
     )
-    form = {"q": q, "status": status, "credential": credential, "since": since, "until": until}
+    form = {
+        "q": q,
+        "status": status,
+        "credential": credential,
+        "since": since,
+        "until": until,
+        "sort": sort,
+    }
     pages = max(1, -(-total // PAGE_SIZE))
     return render(
         request,
@@ -91,6 +106,7 @@ async def list_messages(
             "total": total,
             "form": form,
             "statuses": list(MessageStatus),
+            "sorts": {name: label for name, (label, _) in SORTS.items()},
             "page": page,
             "pages": pages,
             "previous": f"?{urlencode({**form, 'page': page - 1})}" if page > 1 else None,
