@@ -51,7 +51,7 @@ async def _postroom_error(_: Request, exc: Exception) -> JSONResponse:
 
 def _field_name(location: tuple[int | str, ...]) -> str:
     # ("body", "to", 0) -> "to.0"; ("query", "limit") -> "limit"; ("body",) -> "body".
-    parts = [str(p) for p in location]
+    parts = [str(p) for p in location if p != "[key]"]  # a dict's key: named by itself
     if len(parts) > 1 and parts[0] in {"body", "query", "path", "header"}:
         parts = parts[1:]
     return ".".join(parts)

@@ -39,6 +39,9 @@ class OutgoingMessage:
     attachments: tuple[AttachmentFile, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
     """The message's `metadata`, for providers that carry custom data back in their events."""
+    reply_to: tuple[str, ...] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra headers the message asked for (messages/headers.py says which names may be)."""
     return_path: str | None = None
     """The envelope sender (SMTP MAIL FROM) when it is not `sender`: a per-message bounce
     address (events/bounces.py)."""
@@ -140,6 +143,9 @@ def _skeleton(message: OutgoingMessage, markers: list[str]) -> bytes:
         headers.append(address_list("To", tuple(map(_one_line, message.to))))
     if message.cc:
         headers.append(address_list("Cc", tuple(map(_one_line, message.cc))))
+    if message.reply_to:
+        headers.append(address_list("Reply-To", tuple(map(_one_line, message.reply_to))))
+    headers += [unstructured(name, _one_line(value)) for name, value in message.headers.items()]
     headers += [
         unstructured("Subject", _one_line(message.subject)),
         f"Date: {format_datetime(message.date)}\r\n",

@@ -120,6 +120,8 @@ def _outgoing(
         attachments=attachments,
         sender_name=message.sender_name,
         metadata=dict(message.metadata_ or {}),
+        reply_to=tuple(message.reply_to or ()),
+        headers=dict(message.headers or {}),
         return_path=return_path,
     )
 

@@ -42,6 +42,9 @@ class EmailMessage(Base):
     initiated_at: Mapped[datetime | None]
     # When the message is to be sent, if not at once (scheduledTime): its queue row is due then.
     scheduled_at: Mapped[datetime | None]
+    # postroom's additions: Reply-To addresses and extra headers (messages/headers.py); null: none.
+    reply_to: Mapped[list[str] | None]
+    headers: Mapped[dict[str, str] | None]
     sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

@@ -40,6 +40,8 @@ def _copy(original: EmailMessage, overrides: EmailMessageResend) -> dict[str, An
         "metadata": original.metadata_,
         "attachments": [_copied_attachment(a) for a in original.attachments],
         "credentialHash": original.credential_hash,
+        "replyTo": original.reply_to,
+        "headers": original.headers,
     }
     given = overrides.model_dump(by_alias=True, include=overrides.model_fields_set)
     body.update(given)

@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 from postroom.api.wire import TextLine, WireStr, WireTime
 from postroom.core.addresses import developer_domains_allowed, is_developer_domain
 from postroom.core.listing import FieldKind, ListField
+from postroom.messages.headers import refusal
 from postroom.messages.models import EmailMessage, MessageStatus
 
 
@@ -107,6 +108,20 @@ MAX_METADATA_ENTRIES = 50
 MAX_METADATA_KEY = 100
 MAX_METADATA_VALUE = 2000
 MAX_ATTACHMENTS = 20
+MAX_REPLY_TO = 10
+MAX_HEADERS = 20
+MAX_HEADER_VALUE = 900  # a header line is at most 998 octets (RFC 5322 2.1.1) with its name
+
+
+def _header_name(name: str) -> str:
+    problem = refusal(name)
+    if problem is not None:
+        raise PydanticCustomError("header_name", problem)
+    return name
+
+
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+HeaderValue = Annotated[TextLine, StringConstraints(max_length=MAX_HEADER_VALUE)]
 
 MetadataKey = Annotated[TextLine, StringConstraints(min_length=1, max_length=MAX_METADATA_KEY)]
 MetadataValue = Annotated[WireStr, StringConstraints(max_length=MAX_METADATA_VALUE)]
@@ -144,6 +159,22 @@ class EmailMessageCreate(BaseModel):
     credential_hash: WireStr | None = Field(None, alias="credentialHash", max_length=50)
     scheduled_time: ScheduledTime | None = Field(
         None, alias="scheduledTime", description=SCHEDULED_TIME_DOC
+    )
+    reply_to: list[EmailAddress] | None = Field(
+        None,
+        alias="replyTo",
+        max_length=MAX_REPLY_TO,
+        description="Where replies go (the Reply-To header), if not to `from`. Postroom's "
+        "addition to Rebilly's contract.",
+    )
+    headers: dict[HeaderName, HeaderValue] | None = Field(
+        None,
+        max_length=MAX_HEADERS,
+        description="Extra headers, name to value (e.g. `X-Campaign`, `References`). Names that "
+        "change the message's structure, routing or sender are refused (From, To, Cc, Bcc, "
+        "Reply-To, Sender, Subject, Date, Message-ID, MIME-Version, Content-*, Return-Path, "
+        "Received, DKIM-Signature, ARC-*, Resent-*, List-Unsubscribe*, X-Postroom-*). Postroom's "
+        "addition to Rebilly's contract.",
     )
 
 
@@ -242,6 +273,12 @@ class EmailMessageRead(BaseModel):
         alias="scheduledTime",
         description="When the message is to be sent, if not at once (postroom's addition).",
     )
+    reply_to: list[str] = Field(
+        default_factory=list, alias="replyTo", description="postroom's addition"
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra headers (postroom's addition)."
+    )
     links: list[MessageLink] = Field(alias="_links")
 
     @classmethod
@@ -277,6 +314,8 @@ class EmailMessageRead(BaseModel):
             createdTime=message.created_at,
             updatedTime=message.updated_at,
             scheduledTime=message.scheduled_at,
+            replyTo=message.reply_to or [],
+            headers=message.headers or {},
             _links=links,
         )
 

@@ -157,6 +157,8 @@ async def check_new_message(
         sender_credential_id=sender.credential_id if sender else None,
         initiated_at=now if data.status == "outbox" else None,
         scheduled_at=scheduled_at,
+        reply_to=data.reply_to or None,
+        headers=data.headers or None,
         created_at=now,
         updated_at=now,
         search_text=" ".join([data.subject, data.from_, *data.to, *cc, *bcc]).lower(),

@@ -61,13 +61,18 @@ class MailgunTransport:
 def form_fields(message: OutgoingMessage) -> dict[str, Any]:
     """Repeated fields for several recipients; `v:` is a user variable Mailgun keeps with the
     message and returns in its events (`user-variables`), so they can be matched to ours."""
+    headers = {f"h:{name}": value for name, value in message.headers.items()}
+    if message.reply_to:
+        headers["h:Reply-To"] = ", ".join(message.reply_to)
+    # Stable across attempts (mime.py); Mailgun sends the message with it.
+    headers["h:Message-Id"] = message.message_id_header
+    room = SEND_OPTIONS_BYTES - sum(_size(name, value) for name, value in headers.items())
     fields: dict[str, Any] = {
         "from": display_address(message.sender, message.sender_name),
         "to": list(message.to),
         "subject": one_line(message.subject),
-        # Stable across attempts (mime.py); Mailgun sends the message with it.
-        "h:Message-Id": message.message_id_header,
-        **variables(message, SEND_OPTIONS_BYTES - _size("h:Message-Id", message.message_id_header)),
+        **headers,
+        **variables(message, room),
     }
     if message.cc:
         fields["cc"] = list(message.cc)

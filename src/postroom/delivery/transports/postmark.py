@@ -60,8 +60,13 @@ def request_body(
         "MessageStream": "outbound",
         "Metadata": metadata(message),
         # Stable across attempts (mime.py), for receivers to drop a retried duplicate.
-        "Headers": [{"Name": "Message-ID", "Value": message.message_id_header}],
+        "Headers": [
+            *({"Name": name, "Value": value} for name, value in message.headers.items()),
+            {"Name": "Message-ID", "Value": message.message_id_header},
+        ],
     }
+    if message.reply_to:
+        body["ReplyTo"] = ", ".join(message.reply_to)
     if message.cc:
         body["Cc"] = ", ".join(message.cc)
     if message.bcc:

@@ -84,8 +84,10 @@ def request_body(
         "content": content,
         "custom_args": custom_args(message),
         # Stable across attempts (mime.py); SendGrid keeps a Message-ID given in `headers`.
-        "headers": {"Message-ID": message.message_id_header},
+        "headers": {**message.headers, "Message-ID": message.message_id_header},
     }
+    if message.reply_to:
+        body["reply_to_list"] = [{"email": address} for address in message.reply_to]
     if files:
         body["attachments"] = [
             {

@@ -1,8 +1,8 @@
 """dashboard sessions: a sign-in with an API key, by the hash of its cookie's token
 
 Revision ID: d5b0a1c2e3f4
-Revises: 7a8b9c0d1e2f
-Create Date: 2026-12-05 12:00:00.000000
+Revises: b3c4d5e6f7a8
+Create Date: 2026-12-05 13:00:00.000000
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from alembic import op
 from postroom.db.base import UTCDateTime
 
 revision: str = "d5b0a1c2e3f4"
-down_revision: str | None = "7a8b9c0d1e2f"
+down_revision: str | None = "b3c4d5e6f7a8"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
