@@ -149,9 +149,16 @@ class TestMessages:
         self, page: Page, site: Site, tmp_path: Path
     ) -> None:
         created = await _delivered(
-            site, subject="Source ✓", text="Plain words", html="<p>Rich words</p>"
+            site,
+            subject="Source ✓",
+            text="Plain words",
+            html="<p>Rich words</p>",
+            replyTo=["help@example.com"],
+            headers={"X-Campaign": "spring"},
         )
         await _open(page, site, created["id"])
+        envelope = await page.locator("dl.envelope").inner_text()
+        assert "help@example.com" in envelope and "X-Campaign" in envelope
         async with page.expect_download() as waiting:
             await page.get_by_role("link", name="Download source (.eml)").click()
         download = await waiting.value
@@ -161,6 +168,8 @@ class TestMessages:
         parsed = message_from_bytes(saved.read_bytes(), policy=policy.default)
         assert parsed["Subject"] == "Source ✓"
         assert parsed["To"] == "recipient@example.com"
+        assert parsed["Reply-To"] == "help@example.com"
+        assert parsed["X-Campaign"] == "spring"
         text, html = parsed.get_body(("plain",)), parsed.get_body(("html",))
         assert text is not None and html is not None
         assert text.get_content().strip() == "Plain words"
