@@ -88,6 +88,23 @@ def ensure_sdk() -> None:
     )
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> None:
+    """Debian's Chromium for tests/dashboard (Playwright drives it; it downloads no browser)."""
+    if CHROMIUM.exists():
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        print("dev.py: /usr/bin/chromium is missing (tests/dashboard will fail); install chromium")
+        return
+    print("dev.py: installing chromium (Debian package) for tests/dashboard", flush=True)
+    apt = ["apt-get", "-qq", "-o", "Dpkg::Use-Pty=0"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in (["update"], ["install", "-y", "chromium"]):
+        subprocess.run([*apt, *step], check=True, stdout=subprocess.DEVNULL, env=env)
+
+
 def run(*args: str, env: dict[str, str] | None = None) -> int:
     print(f"\n$ {' '.join(args)}", flush=True)
     return subprocess.run(args, cwd=ROOT, env={**os.environ, **(env or {})}).returncode
@@ -99,6 +116,7 @@ def tool(name: str) -> str:
 
 def test(pytest_args: list[str]) -> int:
     ensure_sdk()
+    ensure_chromium()
     checks = [
         (tool("ruff"), "check", "."),
         (tool("ruff"), "format", "--check", "."),

@@ -23,6 +23,7 @@ from postroom.core.clock import Clock, SystemClock
 from postroom.core.collector import settle_after_startup
 from postroom.core.crypto import SecretBox
 from postroom.core.logging import configure_logging
+from postroom.dashboard.router import include_dashboard
 from postroom.db.engine import (
     ConnectionGate,
     create_engine,
@@ -113,6 +114,7 @@ def create_app(
     install_problem_handlers(app)
     install_replay_handler(app)
     include_routes(app)
+    include_dashboard(app)
     # Outermost last: logging sees every answer; the body limit applies before any reading;
     # the transaction wraps the handlers and commits before the response starts.
     app.add_middleware(TransactionMiddleware)

@@ -289,6 +289,18 @@ class WebhookSettings(BaseModel):
         return self
 
 
+class DashboardSettings(BaseModel):
+    """The dashboard at /dashboard (POSTROOM_DASHBOARD__<FIELD>)."""
+
+    session_hours: float = Field(8, gt=0, description="a sign-in lasts this long")
+    trust_forwarded_proto: bool = Field(
+        False,
+        description="X-Forwarded-Proto from any peer decides whether the session cookie is "
+        "Secure; otherwise the request's scheme does (uvicorn applies the header only from "
+        "its --forwarded-allow-ips, 127.0.0.1 by default)",
+    )
+
+
 class EventSettings(BaseModel):
     """Provider events, bounces and the blocklist (POSTROOM_EVENTS__<FIELD>)."""
 
@@ -380,6 +392,7 @@ class Settings(BaseSettings):
     senders: SenderSettings = SenderSettings()
     webhooks: WebhookSettings = WebhookSettings()
     events: EventSettings = EventSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @field_validator("smtp_url")
     @classmethod

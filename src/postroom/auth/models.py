@@ -30,3 +30,20 @@ class ApiKey(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+
+
+class DashboardSession(Base):
+    """A dashboard sign-in: made from an API key, it lasts until it expires, is signed out, or
+    its key is revoked. Only a hash of the cookie's token is stored, as for API keys."""
+
+    __tablename__ = "dashboard_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    api_key_id: Mapped[str] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    # Sent in every form of the session's pages and compared on every POST.
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -3,10 +3,10 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from postroom.auth.models import ApiKey, Organization
+from postroom.auth.models import ApiKey, DashboardSession, Organization
 from postroom.core.listing import ListQuery, SortKey
 from postroom.db.listing import fetch_page, filtered
 
@@ -84,3 +84,34 @@ async def list_organizations(session: AsyncSession, *, leaving_out: str) -> list
 
 async def all_live_keys(session: AsyncSession, organization_id: str) -> list[ApiKey]:
     return list((await session.scalars(_live_keys(organization_id).order_by(ApiKey.id))).all())
+
+
+async def add_session(session: AsyncSession, row: DashboardSession) -> None:
+    session.add(row)
+    await session.flush()
+
+
+async def find_session(
+    session: AsyncSession, token_hash: str, now: datetime
+) -> DashboardSession | None:
+    """An unexpired dashboard session whose API key is still live."""
+    return await session.scalar(
+        select(DashboardSession)
+        .join(ApiKey, ApiKey.id == DashboardSession.api_key_id)
+        .where(
+            DashboardSession.token_hash == token_hash,
+            DashboardSession.expires_at > now,
+            ApiKey.revoked_at.is_(None),
+        )
+    )
+
+
+async def delete_sessions(
+    session: AsyncSession, *, token_hash: str | None = None, expired_by: datetime | None = None
+) -> None:
+    statement = delete(DashboardSession)
+    if token_hash is not None:
+        statement = statement.where(DashboardSession.token_hash == token_hash)
+    if expired_by is not None:
+        statement = statement.where(DashboardSession.expires_at <= expired_by)
+    await session.execute(statement)

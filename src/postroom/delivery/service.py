@@ -1,6 +1,7 @@
 """Delivery after `outbox`: claim due messages (opening an attempt for each, before any network
 call), then record what each send produced: sent, retry later, or failed."""
 
+import asyncio
 import logging
 import random
 from collections.abc import Collection, Mapping, Sequence
@@ -21,7 +22,7 @@ from postroom.credentials import service as credentials
 from postroom.credentials.models import CredentialStatus
 from postroom.credentials.service import DeliveryCredential
 from postroom.delivery import repository, suppression
-from postroom.delivery.mime import AttachmentFile, OutgoingMessage
+from postroom.delivery.mime import AttachmentFile, OutgoingMessage, build_mime
 from postroom.delivery.models import DeliveryAttempt, Outcome
 from postroom.delivery.pacing import plan_slots
 from postroom.delivery.retry import HELD, GiveUp, decide
@@ -33,6 +34,7 @@ from postroom.delivery.transports.base import (
     TransientError,
 )
 from postroom.delivery.transports.correlation import provider_id
+from postroom.errors import Conflict
 from postroom.files import service as files
 from postroom.files.blobstore import BlobStore
 from postroom.files.service import FileContent
@@ -672,3 +674,17 @@ async def messages_by_provider_id(
     """Message ids by the provider's id for what it accepted (any organization's: the caller
     checks whose message it is)."""
     return await repository.messages_by_provider_id(session, provider_message_ids)
+
+
+async def raw_source(
+    session: AsyncSession, organization_id: str, message_id: str, blobs: BlobStore
+) -> bytes:
+    """The message as delivery builds it (RFC 5322, attachments included): its .eml. 409 when an
+    attached file is gone."""
+    message = await messages.get_message(session, organization_id, message_id)  # 404 unless theirs
+    file_ids = {f for a in message.attachments if (f := files.attached_file_id(a)) is not None}
+    attachments = _attachments(message, await files.load_for_delivery(session, file_ids, blobs))
+    if isinstance(attachments, str):
+        raise Conflict(attachments.removesuffix("; nothing was sent"))
+    # Reads the attachments' blobs: off the event loop.
+    return await asyncio.to_thread(build_mime, _outgoing(message, attachments, None))
