@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from postroom.api.developer_domains import DeveloperDomainsMiddleware
@@ -86,7 +87,10 @@ def create_app(
             await app.state.rate_limiter.aclose()
             await engine.dispose()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts and styles served from here, not a CDN: they work on a
+    # host with no way out (fastapi-offline ships Swagger UI 5 and ReDoc).
+    app = FastAPIOffline(
+        static_url="/docs-assets",
         title="postroom",
         version="0.1.0",
         description=DESCRIPTION.format(
