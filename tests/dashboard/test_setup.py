@@ -9,10 +9,14 @@ from tests.factories import make_message
 
 
 class TestSetupPages:
-    async def test_the_queue_page_shows_the_outbox_depth_the_api_reports(
+    async def test_the_queue_page_shows_the_outbox_depth_the_api_reports_and_the_hours(
         self, page: Page, site: Site
     ) -> None:
         api = site.harness.client
+        site.smtp.script("250 2.0.0 OK", "550 5.1.1 no such user")
+        for _ in range(2):
+            await make_message(api, status="outbox")
+            await site.harness.deliver()
         for _ in range(3):
             await make_message(api, status="outbox")
         answer = await api.get("/email-messages", params={"filter": "status:outbox", "limit": 0})
@@ -27,6 +31,11 @@ class TestSetupPages:
         # This module's site has a database of its own: the server's queue is these three.
         assert await page.locator("#queue-depth").inner_text() == str(int(float(depth.group(1))))
         assert await page.locator("svg.chart").count() == 1
+        # The current hour, last: the two delivered above, one sent and one failed.
+        last_hour = page.get_by_role("table").last.get_by_role("row").last
+        assert (await last_hour.inner_text()).split("\t")[1:] == ["1", "1"]
+        assert await page.locator("svg.chart rect.sent[height='160.0']").count() == 0
+        assert await page.locator("svg.chart rect.failed[height='80.0']").count() == 1
         await assert_accessible(page)
         await screenshot(page, "queue")
         await site.harness.deliver()
