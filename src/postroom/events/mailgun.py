@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from postroom.delivery.transports.base import MESSAGE_ID_KEY
+from postroom.delivery.transports.correlation import without_brackets
 from postroom.errors import Forbidden
 from postroom.events import payloads
 from postroom.events.models import BounceType, EventKind, EventSource
@@ -102,9 +103,8 @@ def _event(request: "InboundRequest", data: Mapping[str, Any]) -> ProviderEvent 
     headers = payloads.mapping(payloads.mapping(data.get("message")).get("headers"))
     # Mailgun's send answers `<id@domain>`; its events carry the id without the brackets, which
     # is how the attempt records it.
-    provider_message_id = payloads.identifier(headers.get("message-id"))
-    if provider_message_id and provider_message_id[0] == "<" and provider_message_id[-1] == ">":
-        provider_message_id = provider_message_id[1:-1] or None
+    bare = without_brackets(payloads.identifier(headers.get("message-id")))
+    provider_message_id = bare if isinstance(bare, str) and bare else None
     variables = payloads.mapping(data.get("user-variables"))
     return ProviderEvent(
         kind=kind,

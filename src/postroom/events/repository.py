@@ -28,7 +28,7 @@ async def add_event(session: AsyncSession, row: dict[str, Any]) -> MessageEvent 
     )
     if added.first() is None:
         return None
-    return await session.get(MessageEvent, row["id"])
+    return MessageEvent(**row)  # as written: no second round trip to read it back
 
 
 async def soft_bounces(session: AsyncSession, organization_id: str, recipient: str) -> int:
