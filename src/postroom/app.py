@@ -32,7 +32,9 @@ from postroom.db.engine import (
     is_sqlite,
     reading,
 )
+from postroom.db.group_commit import GroupCommit
 from postroom.delivery.worker import EmbeddedWorker
+from postroom.messages import service as messages
 from postroom.settings import Settings, load_settings
 
 # Database connections an API process holds at most (PostgreSQL).
@@ -66,14 +68,16 @@ def create_app(
         # At most 20 connections, as with 10 kept and 10 more while busy, but all of them kept:
         # under load the extra 10 were closed and opened again all the time, and a new asyncpg
         # connection costs a few ms of CPU (TLS attempt, authentication, type codecs).
+        # One more for the group commit of new messages, which requests wait for.
         engine = create_engine(
-            settings.resolved_database_url, pool_size=API_CONNECTIONS, max_overflow=0
+            settings.resolved_database_url, pool_size=API_CONNECTIONS + 1, max_overflow=0
         )
         app.state.engine = engine
         # SQLite's writers wait for each other in the database (BEGIN IMMEDIATE) anyway.
         app.state.connection_gate = None if is_sqlite(engine) else ConnectionGate(API_CONNECTIONS)
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_sessionmaker(reading(engine))
+        app.state.message_group = GroupCommit(app.state.sessionmaker, messages.store_new_messages)
         app.state.rate_limiter = RateLimiter(settings.limits)
         worker = EmbeddedWorker(settings, clock, on_worker_death) if embedded_worker else None
         app.state.embedded_worker = worker

@@ -68,7 +68,8 @@ class TransactionMiddleware:
                     claimed = state.get("idempotency")
                     if isinstance(claimed, idempotency.Claimed):
                         await _store_answer(fastapi_app, session, claimed, status, body, headers)
-                    await session.commit()
+                    if session.in_transaction():
+                        await session.commit()
                 except Exception as error:
                     failure = failure_of(error)
                     route = getattr(scope.get("route"), "path", "unmatched")

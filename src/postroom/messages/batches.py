@@ -47,5 +47,5 @@ async def create_messages(
             continue
         outcomes.append(message)
     stored = [o for o in outcomes if isinstance(o, EmailMessage)]
-    await service.store_new_messages(session, organization_id, stored)
+    await service.store_new_messages(session, stored)
     return outcomes

@@ -104,7 +104,7 @@ async def resend_message(
         max_schedule=max_schedule,
     )
     message.resent_from_id = original.id
-    await service.store_new_messages(session, organization_id, [message])
+    await service.store_new_messages(session, [message])
     return message
 
 

@@ -93,6 +93,7 @@ async def create_email_message(
         max_attachment_bytes=settings.files.max_message_bytes,
         allowed_domains=settings.server_transport_domains(),
         max_schedule=_max_schedule(settings),
+        group=request.app.state.message_group,
     )
     read = _read(request, message)
     response.headers["Location"] = read.links[0].href

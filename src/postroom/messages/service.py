@@ -14,6 +14,7 @@ from postroom.core.ids import new_id
 from postroom.core.listing import ListQuery
 from postroom.core.metrics import MESSAGES_CREATED
 from postroom.credentials import service as credentials
+from postroom.db.group_commit import GroupCommit
 from postroom.delivery import queue
 from postroom.errors import Conflict, NotFound, PostroomError
 from postroom.files import service as files
@@ -60,10 +61,14 @@ async def create_message(
     max_attachment_bytes: int,
     allowed_domains: tuple[str, ...],
     max_schedule: timedelta = timedelta(days=30),
+    group: GroupCommit[EmailMessage] | None = None,
 ) -> EmailMessage:
-    """Stores a message; in `outbox` it is queued in this same transaction (the outbox pattern),
+    """Stores a message; in `outbox` it is queued in the same transaction (the outbox pattern),
     due at its scheduled time. `allowed_domains`: the From domains the server-wide transport
-    takes without a verified email delivery setting."""
+    takes without a verified email delivery setting. With a `group`, a message whose checks
+    read nothing from the database (the common case: the sender is known in this process) is
+    written in the group's next shared transaction rather than the session's; either way it is
+    committed when this returns, or (the session's) with the request."""
     message = await check_new_message(
         session,
         organization_id,
@@ -73,7 +78,12 @@ async def create_message(
         allowed_domains=allowed_domains,
         max_schedule=max_schedule,
     )
-    await store_new_messages(session, organization_id, [message])
+    if group is not None and not session.in_transaction():
+        # Nothing read in this transaction: the message does not depend on its snapshot, and on
+        # SQLite it holds no lock that the group's writer would wait for.
+        await group.submit(message)
+    else:
+        await store_new_messages(session, [message])
     return message
 
 
@@ -167,11 +177,9 @@ async def check_new_message(
     )
 
 
-async def store_new_messages(
-    session: AsyncSession, organization_id: str, messages: Sequence[EmailMessage]
-) -> None:
-    """Writes messages made by `check_new_message` for the organization, one statement per
-    table for them all; those in `outbox` are queued in this same transaction."""
+async def store_new_messages(session: AsyncSession, messages: Sequence[EmailMessage]) -> None:
+    """Writes messages made by `check_new_message` (of one organization or several), one
+    statement per table for them all; those in `outbox` are queued in this same transaction."""
     if not messages:
         return
     # One INSERT, no unit of work; the answer is built from the objects as written.
@@ -179,16 +187,14 @@ async def store_new_messages(
     await queue.enqueue_many(
         session, [_queue_entry(m) for m in messages if m.status == MessageStatus.OUTBOX]
     )
-    statuses = Counter(str(m.status) for m in messages)
-    for status, count in statuses.items():
+    counts = Counter((m.organization_id, str(m.status)) for m in messages)
+    for (_, status), count in counts.items():
         MESSAGES_CREATED.labels(status).inc(count)
     await repository.link_many_files(
         session, {m.id: _file_ids(m.attachments) for m in messages if m.attachments}
     )
     # Last: the count row stays locked until commit (PostgreSQL), so it is taken as late as it can.
-    await repository.change_counts(
-        session, {(organization_id, status): count for status, count in statuses.items()}
-    )
+    await repository.change_counts(session, dict(counts))
 
 
 async def queue_notice(

@@ -3,6 +3,7 @@ default per organization, and the sender a message with no credential goes out a
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,6 +20,34 @@ from postroom.senders.schemas import EmailDeliverySettingCreate, EmailDeliverySe
 
 ID_PREFIX = "mail_dst_"
 SERVER_DEFAULT_PROVIDER = "rebilly"  # the contract's name for the service's own delivery
+
+# Each organization's default setting as recently read (None: it has none), and until when
+# (time.monotonic()) that is believed without asking the database again: sender_for runs for
+# every new message. A change made through this module forgets its organization at once; an
+# API process that did not make it notices within _DEFAULT_SECONDS. A default not yet verified
+# is never kept, so a message sent right after its verification is not refused.
+_DEFAULT_SECONDS = 2.0
+_DEFAULTS_KEPT = 10_000
+_defaults: dict[str, tuple[repository.DefaultSetting | None, float]] = {}
+
+
+def _forget_default(organization_id: str) -> None:
+    _defaults.pop(organization_id, None)
+
+
+async def _default_of(
+    session: AsyncSession, organization_id: str
+) -> repository.DefaultSetting | None:
+    now = time.monotonic()
+    kept = _defaults.get(organization_id)
+    if kept is not None and kept[1] > now:
+        return kept[0]
+    default = await repository.get_default(session, organization_id)
+    if default is None or default.status == SenderStatus.VERIFIED:
+        if len(_defaults) >= _DEFAULTS_KEPT:
+            _defaults.clear()
+        _defaults[organization_id] = (default, now + _DEFAULT_SECONDS)
+    return default
 
 
 @dataclass(frozen=True)
@@ -49,7 +78,7 @@ async def sender_for(
     the message's `from` must be (a 422 naming `from` otherwise); None without a default, when
     the server-wide transport sends it, which the operator lends only to a From of a verified
     setting of the organization or of a domain in `allowed_domains`."""
-    default = await repository.get_default(session, organization_id)
+    default = await _default_of(session, organization_id)
     if default is None:
         if domain_allowed(from_address, allowed_domains):
             return None
@@ -154,6 +183,7 @@ async def create_setting(
     )
     if data.is_default:
         await repository.clear_default(session, organization_id, setting.id)
+        _forget_default(organization_id)
     token = _issue_token(setting, now, token_ttl)
     session.add(setting)
     await _flush(session)
@@ -192,6 +222,7 @@ async def update_setting(
             await repository.clear_default(session, organization_id, setting.id)
         setting.is_default = data.is_default
     setting.updated_at = now
+    _forget_default(organization_id)
     await _flush(session)
     return Pending(setting, token)
 
@@ -236,6 +267,7 @@ async def verify_token(session: AsyncSession, token: str, now: datetime) -> Emai
 
 
 def _mark_verified(setting: EmailDeliverySetting, now: datetime) -> None:
+    _forget_default(setting.organization_id)
     setting.status = SenderStatus.VERIFIED
     setting.verification_token_hash = None
     setting.verification_expires_at = None
@@ -284,6 +316,7 @@ async def delete_setting(session: AsyncSession, organization_id: str, setting_id
             "this is the organization's default setting; make another one the default, or "
             "PATCH isDefault to false, before deleting it"
         )
+    _forget_default(organization_id)
     await repository.delete_setting(session, setting)
 
 

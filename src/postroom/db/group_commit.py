@@ -1,0 +1,86 @@
+"""Group commit: rows that requests hand over together are written in one transaction.
+
+Each request that writes a new row pays for a transaction of its own: BEGIN, its statements and a
+COMMIT that waits for the disk (the WAL flush), each a round trip with its share of the driver's
+and the database's CPU. Under load, many requests are waiting for that at the same moment. A
+`GroupCommit` takes their rows as they come and writes all that arrived while the previous group
+was being written in a single transaction, then answers every one of them: nobody is answered
+before its row is committed, and an idle server writes each row at once, with no wait added.
+
+If a group's transaction fails, each of its rows is written again alone, so that one row's error
+(a constraint, say) is that row's only and the others are stored.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+T = TypeVar("T")
+
+# Rows written by one transaction at most; more wait for the next.
+MAX_GROUP = 500
+
+
+class GroupCommit(Generic[T]):
+    """`write(session, rows)` writes rows inside the session's transaction, which commits
+    after it; `submit(row)` returns once `row` is committed, or raises what writing it raised."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        write: Callable[[AsyncSession, Sequence[T]], Awaitable[None]],
+        *,
+        max_group: int = MAX_GROUP,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._write = write
+        self._max_group = max_group
+        self._waiting: list[tuple[T, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, row: T) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((row, done))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_waiting())
+        await done
+
+    async def _write_waiting(self) -> None:
+        group: list[tuple[T, asyncio.Future[None]]] = []
+        try:
+            while self._waiting:
+                group = self._waiting[: self._max_group]
+                del self._waiting[: self._max_group]
+                await self._write_group(group)
+        except BaseException as error:  # cancelled (shutdown): nobody is left waiting forever
+            for _, done in [*group, *self._waiting]:
+                _answer(done, error)
+            self._waiting.clear()
+            raise
+        finally:
+            self._writer = None
+
+    async def _write_group(self, group: list[tuple[T, "asyncio.Future[None]"]]) -> None:
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                await self._write(session, [row for row, _ in group])
+        except Exception as error:
+            if len(group) > 1:
+                for one in group:
+                    await self._write_group([one])
+                return
+            _answer(group[0][1], error)
+            return
+        for _, done in group:
+            _answer(done, None)
+
+
+def _answer(done: "asyncio.Future[None]", error: BaseException | None) -> None:
+    if done.done():  # its request was cancelled meanwhile
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
