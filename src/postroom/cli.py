@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.app import create_app
 from postroom.auth import service as auth
+from postroom.core import event_loop
 from postroom.core.clock import SystemClock
 from postroom.core.collector import settle_after_startup
 from postroom.core.logging import configure_logging
@@ -162,7 +163,7 @@ def worker(
         await run_worker(settings, stop)
 
     try:
-        asyncio.run(main())
+        event_loop.run(main())
     except Exception as error:
         log.critical("delivery worker died", exc_info=error)
         typer.echo(f"error: the delivery worker died ({_reason(error)})", err=True)
@@ -186,7 +187,7 @@ def bounces() -> None:
         await run_bounces(settings, stop)
 
     try:
-        asyncio.run(main())
+        event_loop.run(main())
     except OSError as error:  # the address is taken, or not this host's
         typer.echo(f"error: cannot listen ({_reason(error)})", err=True)
         raise typer.Exit(1) from None

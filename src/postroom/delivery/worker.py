@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from postroom.core import event_loop
 from postroom.core.clock import Clock, SystemClock
 from postroom.core.crypto import SecretBox
 from postroom.core.ids import new_id
@@ -559,7 +560,7 @@ class EmbeddedWorker:
 
     def _main(self) -> None:
         try:
-            asyncio.run(self._run())
+            event_loop.run(self._run())
         except BaseException as error:  # cancelled (killed) counts as died too
             self.failure = error
             log.critical("delivery worker died", exc_info=error)
