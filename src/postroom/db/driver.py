@@ -1,8 +1,9 @@
 """SQL run by asyncpg itself inside a session's transaction, for the few statements of the
-hottest request (POST /email-messages): SQLAlchemy's execution around one statement (cache key,
-execution context, cursor adapter, result, a greenlet switch each way) costs ~0.1 ms of CPU,
-four times what asyncpg spends on it (bench/RESULTS.md). PostgreSQL only: on SQLite `driver()`
-is None and the caller runs its statement through the session.
+hottest paths (POST /email-messages; a worker's claims and records): SQLAlchemy's execution
+around one statement (cache key, execution context, cursor adapter, result, a greenlet switch
+each way) costs ~0.1 ms of CPU, four times what asyncpg spends on it (bench/RESULTS.md).
+PostgreSQL only: on SQLite `driver()` is None and the caller runs its statement through the
+session.
 
 The statements share the session's connection and transaction: they commit or roll back with
 it. A connection found closed is handed back to SQLAlchemy, which does what it does for any lost
@@ -41,6 +42,14 @@ class Driver:
         """The statement once per row, pipelined in one round trip (asyncpg's executemany)."""
         try:
             await self._driver.executemany(sql, rows)
+        except Exception:
+            await self._hand_over_loss()
+            raise
+
+    async def fetch(self, sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
+        try:
+            rows: list[asyncpg.Record] = await self._driver.fetch(sql, *args)
+            return rows
         except Exception:
             await self._hand_over_loss()
             raise

@@ -16,6 +16,7 @@ claim runs under BEGIN IMMEDIATE and is atomic by itself. A claimed row is lease
 leased_until) until it is recorded or the lease runs out.
 """
 
+import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +43,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.sql.expression import Select
 
 from postroom.db.base import UTCDateTime
+from postroom.db.driver import driver
 from postroom.delivery.models import (
     DeliveryAttempt,
     Outcome,
@@ -102,7 +104,41 @@ class Claimed:
     key: str
 
 
+# The same statements for asyncpg itself (db/driver.py), on PostgreSQL: a claim and a record
+# are a worker's whole database cost, and SQLAlchemy's execution around each statement (a cache
+# key, an IN list rendered anew for every claim, result metadata) cost about as much CPU as the
+# rest of a message's delivery (bench/RESULTS.md).
+_CLAIMABLE_PG = "due_at <= $1 AND (leased_until IS NULL OR leased_until <= $1)"
+_DUE_KEYS_PG = str(due_keys.text).replace(":now", "$1")
+_CANDIDATES_PG = f"""
+    SELECT wanted.k, due.message_id, due.due_at
+    FROM unnest($2::varchar[], $3::int[]) AS wanted(k, n)
+    CROSS JOIN LATERAL (
+        SELECT message_id, due_at FROM delivery_queue
+        WHERE delivery_key = wanted.k AND {_CLAIMABLE_PG}
+        ORDER BY due_at LIMIT wanted.n
+    ) AS due
+"""  # noqa: S608 (no value in it)
+_CLAIM_PG = f"""
+    UPDATE delivery_queue
+    SET lease_token = $3, leased_until = $4, attempt_count = attempt_count + 1
+    WHERE message_id = ANY($2::varchar[]) AND message_id IN (
+        SELECT message_id FROM delivery_queue
+        WHERE message_id = ANY($2::varchar[]) AND {_CLAIMABLE_PG}
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING message_id, attempt_count, delivery_key
+"""  # noqa: S608
+_DEQUEUE_PG = (
+    "DELETE FROM delivery_queue WHERE lease_token = $1 AND message_id = ANY($2::varchar[]) "
+    "RETURNING message_id"
+)
+
+
 async def _oldest_due_keys(session: AsyncSession, now: datetime) -> list[str]:
+    prepared = await driver(session)
+    if prepared is not None:
+        return [str(row[0]) for row in await prepared.fetch(_DUE_KEYS_PG, (now,))]
     rows = await session.execute(due_keys, {"now": now})
     return [str(row[0]) for row in rows]
 
@@ -127,8 +163,13 @@ async def _candidates(
 ) -> list[tuple[str, str, datetime]]:
     if not wanted:
         return []
-    rows = await session.execute(candidates_statement(now, wanted))
-    return [(str(k), str(i), due) for k, i, due in rows]
+    prepared = await driver(session)
+    if prepared is not None:
+        keys, counts = list(wanted), list(wanted.values())
+        rows = await prepared.fetch(_CANDIDATES_PG, (now, keys, counts))
+        return [(str(k), str(i), due) for k, i, due in rows]
+    found = await session.execute(candidates_statement(now, wanted))
+    return [(str(k), str(i), due) for k, i, due in found]
 
 
 def claim_statement(
@@ -187,7 +228,11 @@ async def claim_due(
         chosen = round_robin(await _candidates(session, now, wanted), limit)
         if not chosen:
             return []
-        claimed = await session.execute(claim_statement(chosen, now, lease_until, token))
+        prepared = await driver(session)
+        if prepared is not None:
+            claimed = await prepared.fetch(_CLAIM_PG, (now, chosen, token, lease_until))
+        else:
+            claimed = list(await session.execute(claim_statement(chosen, now, lease_until, token)))
         taken = [Claimed(str(i), int(n), str(k)) for i, n, k in claimed]
         if taken:
             order = {id_: position for position, id_ in enumerate(chosen)}
@@ -204,9 +249,14 @@ async def dequeue(session: AsyncSession, leases: Sequence[tuple[str, str]]) -> s
     for message_id, token in leases:
         by_token.setdefault(token, []).append(message_id)
     removed: set[str] = set()
+    prepared = await driver(session)
     # One statement per claim the leases came from (usually one or two): a primary-key probe
     # for each id.
     for token, message_ids in by_token.items():
+        if prepared is not None:
+            rows = await prepared.fetch(_DEQUEUE_PG, (token, message_ids))
+            removed.update(str(row[0]) for row in rows)
+            continue
         deleted = await session.execute(
             delete(_queue)
             .where(_q.lease_token == token, _q.message_id.in_(message_ids))
@@ -248,9 +298,40 @@ async def close_interrupted_attempts(
     return set(closed.scalars().all())
 
 
+_ATTEMPT_COLUMNS = ("id", "message_id", "number", "transport", "credential_id", "worker")
+_OPEN_ATTEMPT_PG = (
+    "INSERT INTO delivery_attempts (id, message_id, number, transport, credential_id, worker, "
+    "started_at, suppressed, outcome, finished_at, duration_ms, response_code, response_body) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13)"
+)
+
+
 async def open_attempts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    if rows:
+    """Each row: the columns of _ATTEMPT_COLUMNS, started_at and suppressed (a list or None);
+    and outcome, finished_at, duration_ms, response_code, response_body for an attempt already
+    over (suppressed)."""
+    if not rows:
+        return
+    prepared = await driver(session)
+    if prepared is None:
         await session.execute(insert(_attempts), rows)
+        return
+    await prepared.executemany(
+        _OPEN_ATTEMPT_PG,
+        [
+            (
+                *(row[column] for column in _ATTEMPT_COLUMNS),
+                row["started_at"],
+                None if row.get("suppressed") is None else json.dumps(row["suppressed"]),
+                row.get("outcome"),
+                row.get("finished_at"),
+                row.get("duration_ms"),
+                row.get("response_code"),
+                row.get("response_body"),
+            )
+            for row in rows
+        ],
+    )
 
 
 _close_attempt = (
@@ -267,11 +348,33 @@ _close_attempt = (
 )
 
 
+_CLOSE_ATTEMPT_FIELDS = (
+    "b_id",
+    "b_outcome",
+    "b_finished_at",
+    "b_duration_ms",
+    "b_code",
+    "b_body",
+    "b_provider_message_id",
+)
+_CLOSE_ATTEMPT_PG = (
+    "UPDATE delivery_attempts SET outcome = $2, finished_at = $3, duration_ms = $4, "
+    "response_code = $5, response_body = $6, provider_message_id = $7 WHERE id = $1"
+)
+
+
 async def close_attempts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Each row: b_id, b_outcome, b_finished_at, b_duration_ms, b_code, b_body,
     b_provider_message_id."""
-    if rows:
+    if not rows:
+        return
+    prepared = await driver(session)
+    if prepared is None:
         await session.execute(_close_attempt, rows)
+        return
+    await prepared.executemany(
+        _CLOSE_ATTEMPT_PG, [tuple(row[field] for field in _CLOSE_ATTEMPT_FIELDS) for row in rows]
+    )
 
 
 async def oldest_due(session: AsyncSession, now: datetime) -> datetime | None:
