@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from postroom.auth import service as auth
@@ -21,6 +21,7 @@ from postroom.webhooks.models import WebhookEvent
 from tests.factories import make_message
 from tests.harness import Harness, HarnessFactory
 from tests.servers.smtp import SmtpServer, smtp_server
+from tests.statements import recorded_statements
 
 BOUNCING = "gone@example.com"
 OTHER = "still-here@example.com"
@@ -357,16 +358,7 @@ class TestOrganizations:
                     await make_message(theirs, status="outbox", to=[f"t{index}@example.com"])
             engine = h.sessionmaker.kw["bind"]
             assert isinstance(engine, AsyncEngine)
-            asked: list[str] = []
-
-            def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-                if "FROM blocklists" in statement:
-                    asked.append(statement)
-
-            event.listen(engine.sync_engine, "before_cursor_execute", count)
-            try:
+            with recorded_statements(engine) as statements:
                 assert await h.deliver() == 6
-            finally:
-                event.remove(engine.sync_engine, "before_cursor_execute", count)
             assert len(smtp.received) == 6
-            assert len(asked) == 2
+            assert len([s for s in statements if "FROM blocklists" in s]) == 2

@@ -9,7 +9,9 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Select,
+    String,
     Table,
+    any_,
     bindparam,
     delete,
     exists,
@@ -21,7 +23,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.listing import ListQuery, SortKey, values_admitted
@@ -254,11 +256,20 @@ async def get_many(
     """`fresh`: rows already in the session are overwritten with what the database holds."""
     if not message_ids:
         return []
-    stmt = select(EmailMessage).where(EmailMessage.id.in_(message_ids))
+    if session.get_bind().dialect.name == "postgresql":
+        # One array parameter: the statement is compiled once, not for each count of ids.
+        stmt = select(EmailMessage).where(EmailMessage.id == any_(_ids_parameter))
+        parameters: dict[str, Any] = {"ids": list(message_ids)}
+    else:
+        stmt = select(EmailMessage).where(EmailMessage.id.in_(message_ids))
+        parameters = {}
     if fresh:
         stmt = stmt.execution_options(populate_existing=True)
-    found = await session.scalars(stmt)
+    found = await session.scalars(stmt, parameters)
     return list(found.all())
+
+
+_ids_parameter = bindparam("ids", type_=postgresql.ARRAY(String))
 
 
 # Only a message still in `outbox` takes a delivery answer (the queue row that was its lease is
@@ -276,10 +287,25 @@ _record_answer = (
 )
 
 
+_RECORD_ANSWER_FIELDS = ("b_id", "b_status", "b_code", "b_body", "b_sent_at", "b_updated_at")
+_RECORD_ANSWER_PG = (
+    "UPDATE email_messages SET status = $2, response_code = $3, response_body = $4, "
+    "sent_at = $5, updated_at = $6 WHERE id = $1 AND status = $7"
+)
+
+
 async def record_answers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Each row: b_id, b_status, b_code, b_body, b_sent_at, b_updated_at."""
-    if rows:
+    if not rows:
+        return
+    prepared = await driver(session)
+    if prepared is None:
         await session.execute(_record_answer, rows)
+        return
+    await prepared.executemany(
+        _RECORD_ANSWER_PG,
+        [(*(row[field] for field in _RECORD_ANSWER_FIELDS), MessageStatus.OUTBOX) for row in rows],
+    )
 
 
 # The kept counts (models.MessageCount). Each change set (one statement; a transaction has one,
