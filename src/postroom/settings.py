@@ -30,7 +30,8 @@ DEVELOPMENT_DESTINATIONS = ("127.0.0.0/8", "::1")
 class DeliverySettings(BaseModel):
     """How the worker claims, sends and retries (POSTROOM_DELIVERY__<FIELD>)."""
 
-    batch_size: int = Field(50, ge=1, le=1000, description="messages claimed in one go")
+    # A claim and a record cost about the same for 1 message as for 100 (bench/RESULTS.md).
+    batch_size: int = Field(100, ge=1, le=1000, description="messages claimed in one go")
     batches_in_flight: int = Field(
         2,
         ge=1,
@@ -40,7 +41,7 @@ class DeliverySettings(BaseModel):
         "send up to this many batches twice",
     )
     in_flight_per_key: int = Field(
-        20,
+        40,
         ge=1,
         description="messages of one organization through one credential (or through the "
         "server-wide transport) a worker is sending at once, at most: a slow or "
