@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.app import create_app
 from postroom.auth import service as auth
-from postroom.core import event_loop
+from postroom.core import event_loop, metrics_dir
 from postroom.core.clock import SystemClock
 from postroom.core.collector import settle_after_startup
 from postroom.core.logging import configure_logging
@@ -132,6 +132,12 @@ def api(
 ) -> None:
     """Run API processes only (scale-out on PostgreSQL); run `postroom migrate` first."""
     settings = _settings()
+    shared = metrics_dir.shared_directory()
+    if workers > 1 or shared is not None:
+        # Before uvicorn starts the processes, whose /metrics then add all of them up. (One
+        # process runs here, where prometheus_client was imported already: it shares only if
+        # the variable was set before the command started.)
+        metrics_dir.prepare(shared or settings.data_dir / "metrics")
     uvicorn.run(
         "postroom.app:create_app_from_environment",
         factory=True,

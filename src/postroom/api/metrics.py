@@ -1,10 +1,11 @@
 """/metrics in Prometheus's text format; the queue and worker gauges are read from the database
-then."""
+then. With several processes sharing their samples (core/metrics_dir.py), the sum of them all."""
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from postroom.api.deps import ClockDep, SessionDep, SettingsDep
+from postroom.core import metrics_dir
 from postroom.core.metrics import OUTBOX_DEPTH, OUTBOX_OLDEST_DUE_SECONDS, WORKERS_LIVE
 from postroom.delivery import service as delivery
 
@@ -24,4 +25,6 @@ async def metrics(session: SessionDep, clock: ClockDep, settings: SettingsDep) -
     OUTBOX_OLDEST_DUE_SECONDS.set(overdue)
     stale_seconds = settings.delivery.worker_stale_seconds
     WORKERS_LIVE.set(await delivery.live_workers(session, now, stale_seconds))
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    shared = metrics_dir.registry()
+    body = generate_latest() if shared is None else generate_latest(shared)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

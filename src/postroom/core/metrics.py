@@ -1,4 +1,5 @@
-"""Prometheus metrics of the API and the delivery worker (one registry a process)."""
+"""Prometheus metrics of the API and the delivery worker: one registry a process, or, with
+several, their samples added up (core/metrics_dir.py)."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -19,13 +20,22 @@ DELIVERY_SECONDS = Histogram(
     "From entering outbox to accepted by the mail service",
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600),
 )
-OUTBOX_DEPTH = Gauge("postroom_outbox_depth", "Messages in outbox (queued or being sent)")
+# Read from the database by whichever process answers /metrics: with several processes
+# (core/metrics_dir.py), the value of the latest reading of any that is still running.
+OUTBOX_DEPTH = Gauge(
+    "postroom_outbox_depth",
+    "Messages in outbox (queued or being sent)",
+    multiprocess_mode="livemostrecent",
+)
 OUTBOX_OLDEST_DUE_SECONDS = Gauge(
-    "postroom_outbox_oldest_due_seconds", "How long the most overdue outbox message has waited"
+    "postroom_outbox_oldest_due_seconds",
+    "How long the most overdue outbox message has waited",
+    multiprocess_mode="livemostrecent",
 )
 WORKERS_LIVE = Gauge(
     "postroom_workers_live",
     "Delivery workers whose heartbeat is within POSTROOM_DELIVERY__WORKER_STALE_SECONDS",
+    multiprocess_mode="livemostrecent",
 )
 WEBHOOK_ATTEMPTS = Counter(
     "postroom_webhook_attempts_total",
