@@ -178,10 +178,13 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-async def measure(mib: int, work: Path, logs: Path | None = None) -> dict[str, Any]:
+async def measure(
+    mib: int, work: Path, logs: Path | None = None, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The figures of one run in `work` (a folder of its own: the data directory and the files
     go there, and the processes' logs unless `logs` is given): the peak RSS growth of each
-    process, in bytes and as a ratio to the file's size, beside the whole-message baseline's."""
+    process, in bytes and as a ratio to the file's size, beside the whole-message baseline's.
+    `env`: more settings for both processes (e.g. an object store for the files)."""
     logs = logs or work
     size = mib * MIB
     big, small = await asyncio.to_thread(_make_files, work, mib)
@@ -191,6 +194,7 @@ async def measure(mib: int, work: Path, logs: Path | None = None) -> dict[str, A
     controller = Controller(sink, hostname="127.0.0.1", port=smtp_port, server_hostname="localhost")
     controller.start()
     # No POSTROOM_* setting of the caller's: a database URL would take it off its own SQLite.
+    settings = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTROOM_")}
     env.update(
         {
@@ -201,6 +205,7 @@ async def measure(mib: int, work: Path, logs: Path | None = None) -> dict[str, A
             "POSTROOM_FILES__MAX_MESSAGE_BYTES": str(size + MIB),
             "POSTROOM_DELIVERY__POLL_SECONDS": "0.1",
             "POSTROOM_LOG_LEVEL": "WARNING",
+            **settings,
         }
     )
     api = worker = None

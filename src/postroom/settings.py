@@ -225,6 +225,27 @@ class FileSettings(BaseModel):
         description="free disk space (where data and file contents are kept) below which "
         "uploads and other writes answer 507; deletes still work, to free space",
     )
+    storage_url: str | None = Field(
+        None,
+        description="s3://bucket/prefix: file contents in an object store through the S3 API "
+        "(shared by every host) instead of blob_dir",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="the S3 API's address (SeaweedFS, MinIO, ...); default: AWS's"
+    )
+    s3_region: str = Field("us-east-1", description="the bucket's region")
+    s3_access_key_id: str | None = Field(None, description="S3 access key id")
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret access key")
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url_names_a_bucket(cls, url: str | None) -> str | None:
+        if url is None or url == "":
+            return None
+        scheme, _, rest = url.partition("://")
+        if scheme != "s3" or not rest.split("/", 1)[0]:
+            raise ValueError("must be s3://bucket or s3://bucket/prefix")
+        return url
 
 
 class ProviderSettings(BaseModel):

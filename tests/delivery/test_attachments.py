@@ -4,7 +4,6 @@ import os
 from email import message_from_bytes, policy
 from typing import Any
 
-from postroom.files import service as files
 from tests.factories import make_message, pdf_bytes, png_bytes, upload_file
 from tests.harness import HarnessFactory
 from tests.servers.smtp import smtp_server
@@ -84,7 +83,7 @@ class TestAttachmentsOverSmtp:
             async with harness_factory(smtp_url=_smtp_url(smtp.port)) as h:
                 file = await upload_file(h.client, pdf_bytes(), filename="gone.pdf")
                 created = await make_message(h.client, status="outbox", attachments=_attach(file))
-                for blob in files.blob_store(h.settings).root.rglob("*-*"):
+                for blob in h.settings.blob_dir.rglob("*-*"):
                     blob.unlink()  # an operator's mistake, or a disk that lost it
                 await h.deliver()
                 assert smtp.data_commands == 0

@@ -45,7 +45,7 @@ def _oracle(message: OutgoingMessage) -> bytes:
     markers = [f"oracle-marker-{i}" for i in range(len(message.attachments))]
     data = build_email_message(message, markers)
     for marker, attachment in zip(markers, message.attachments, strict=True):
-        encoded = base64.encodebytes(attachment.path.read_bytes()).rstrip(b"\n")
+        encoded = base64.encodebytes(attachment.content.read_bytes()).rstrip(b"\n")
         data = data.replace(marker.encode(), encoded.replace(b"\n", b"\r\n"))
     return data
 

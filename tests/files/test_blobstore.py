@@ -87,7 +87,7 @@ class TestBlobStore:
         assert not staged.path.exists()
         assert store.path(key) == tmp_path / staged.sha256[:2] / key
         assert key.startswith(staged.sha256 + "-")
-        chunks = [c async for c in store.read(await store.open(key))]
+        chunks = [c async for c in await store.open(key)]
         assert len(chunks) > 1
         assert b"".join(chunks) == content
         store.remove(key)

@@ -273,9 +273,9 @@ async def download_attachment(
         raise invalid_field("file_id", "is not attached to this message")
     file = await files.get_file(session, organization_id, file_id)
     store = files.blob_store(request.app.state.settings)
-    handle = await store.open(file.blob_id)
+    chunks = await store.open(file.blob_id)
     return StreamingResponse(
-        store.read(handle),
+        chunks,
         media_type=file.mime,
         headers={"Content-Disposition": _disposition(file.name), "Content-Length": str(file.size)},
     )

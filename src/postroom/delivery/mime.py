@@ -8,20 +8,21 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
-from pathlib import Path
 from typing import BinaryIO
 
 from postroom.delivery.mime_headers import address_list, mailbox, unstructured, with_parameter
+from postroom.files.blobstore import Content
 
 
 @dataclass(frozen=True)
 class AttachmentFile:
-    """A file to attach: its content stays on disk (the blob store) until the send reads it."""
+    """A file to attach: its content stays where it is kept (the blob folder, the object
+    store) until the send reads it."""
 
     filename: str
     content_type: str
     size: int
-    path: Path
+    content: Content
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class MimeStream:
         self._files: list[BinaryIO] = []
         try:
             for attachment in message.attachments:
-                self._files.append(attachment.path.open("rb"))
+                self._files.append(attachment.content.open("rb"))
         except BaseException:
             self.close()
             raise

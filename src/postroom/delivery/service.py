@@ -36,7 +36,7 @@ from postroom.delivery.transports.base import (
 from postroom.delivery.transports.correlation import provider_id
 from postroom.errors import Conflict
 from postroom.files import service as files
-from postroom.files.blobstore import BlobStore
+from postroom.files.blobstore import BlobStorage
 from postroom.files.service import FileContent
 from postroom.messages import service as messages
 from postroom.messages.models import EmailMessage, MessageStatus
@@ -100,7 +100,7 @@ def _attachments(
         file = found.get(file_id)
         if file is None:
             return f"attached file {file_id} no longer exists; nothing was sent"
-        attached.append(AttachmentFile(file.name, file.mime, file.size, file.path))
+        attached.append(AttachmentFile(file.name, file.mime, file.size, file.content))
     return tuple(attached)
 
 
@@ -182,7 +182,7 @@ async def claim(
     settings: DeliverySettings,
     box: SecretBox,
     default_transport: str,
-    blobs: BlobStore,
+    blobs: BlobStorage,
     clock: Clock | None = None,
     limit: int | None = None,
     in_flight: Mapping[str, int] | None = None,
@@ -677,7 +677,7 @@ async def messages_by_provider_id(
 
 
 async def raw_source(
-    session: AsyncSession, organization_id: str, message_id: str, blobs: BlobStore
+    session: AsyncSession, organization_id: str, message_id: str, blobs: BlobStorage
 ) -> bytes:
     """The message as delivery builds it (RFC 5322, attachments included): its .eml. 409 when an
     attached file is gone."""

@@ -21,7 +21,7 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal, Protocol
 
 from postroom.core.ids import new_id
 from postroom.errors import PayloadTooLarge
@@ -166,15 +166,52 @@ class BlobStore:
     def discard(staged: StagedBlob) -> None:
         staged.path.unlink(missing_ok=True)
 
-    async def open(self, key: str) -> BinaryIO:
-        """The blob, open for reading (a later unlink does not cut short a read under way)."""
-        return await asyncio.to_thread(self.path(key).open, "rb")
+    async def open(self, key: str) -> AsyncIterator[bytes]:
+        """The blob's bytes in chunks, read off the event loop. Opened now: a later unlink does
+        not cut short a read under way."""
+        return _chunks(await asyncio.to_thread(self.path(key).open, "rb"))
 
-    @staticmethod
-    async def read(handle: BinaryIO) -> AsyncIterator[bytes]:
-        """The rest of `handle` in chunks, read off the event loop; closes it at the end."""
-        try:
-            while chunk := await asyncio.to_thread(handle.read, READ_BYTES):
-                yield chunk
-        finally:
-            handle.close()
+    def content(self, key: str) -> Path:
+        """The blob as delivery reads it (delivery/mime.py Content)."""
+        return self.path(key)
+
+
+async def _chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
+    """The rest of `handle` in chunks, read off the event loop; closes it at the end."""
+    try:
+        while chunk := await asyncio.to_thread(handle.read, READ_BYTES):
+            yield chunk
+    finally:
+        handle.close()
+
+
+class Content(Protocol):
+    """Where a stored file's bytes are read from at send time: a file of the blob folder (a
+    Path) or an object of the object store (files/object_store.py)."""
+
+    def open(self, mode: Literal["rb"]) -> BinaryIO: ...
+
+    def read_bytes(self) -> bytes: ...
+
+
+class BlobStorage(Protocol):
+    """What keeps file contents: the blob folder (BlobStore) or an object store through the S3
+    API (files/object_store.ObjectBlobStore). Either way an upload is staged in a local folder
+    while it is counted and hashed, and stored under its key before the row that names it
+    commits."""
+
+    def writer(self, limit: int) -> BlobWriter: ...
+
+    def new_key(self, sha256: str) -> str: ...
+
+    async def place(self, staged: StagedBlob, key: str) -> None: ...
+
+    def remove(self, key: str) -> None:
+        """Removes the blob, after the transaction that dropped its last file committed (or
+        the one that stored it rolled back); a blob that is not there is no error."""
+
+    def discard(self, staged: StagedBlob) -> None: ...
+
+    async def open(self, key: str) -> AsyncIterator[bytes]: ...
+
+    def content(self, key: str) -> Content: ...

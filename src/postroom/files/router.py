@@ -19,7 +19,7 @@ from postroom.api.wire import resource_url
 from postroom.core.listing import ListQuery
 from postroom.errors import PostroomError
 from postroom.files import attachments, service
-from postroom.files.blobstore import BlobStore
+from postroom.files.blobstore import BlobStorage
 from postroom.files.models import FileAttachment, StoredFile
 from postroom.files.schemas import (
     ATTACHMENT_LIST_FIELDS,
@@ -40,11 +40,11 @@ AttachmentQueryDep = Annotated[ListQuery, Depends(collection_query(ATTACHMENT_LI
 DRAIN_SECONDS = 10
 
 
-def _store(settings: SettingsDep) -> BlobStore:
+def _store(settings: SettingsDep) -> BlobStorage:
     return service.blob_store(settings)
 
 
-BlobStoreDep = Annotated[BlobStore, Depends(_store)]
+BlobStoreDep = Annotated[BlobStorage, Depends(_store)]
 
 
 async def _upload(
@@ -213,9 +213,9 @@ async def download_file(
     file = await service.get_file(session, organization_id, id)
     # Opened now, while the row says the blob exists: a delete committed during the download
     # unlinks the name, and the bytes stay readable through this handle.
-    handle = await store.open(file.blob_id)
+    chunks = await store.open(file.blob_id)
     return StreamingResponse(
-        store.read(handle),
+        chunks,
         media_type=file.mime,
         headers={
             "Content-Length": str(file.size),

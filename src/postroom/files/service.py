@@ -2,6 +2,7 @@
 read, list, rename and tag, delete (refused while a queued message attaches it, the content
 removed with its last file), and what messages and delivery need of files."""
 
+import functools
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,9 +16,10 @@ from postroom.core.listing import ListQuery
 from postroom.db.hooks import after_commit, after_rollback
 from postroom.errors import Conflict, FieldProblem, InvalidFields, NotFound, invalid_field
 from postroom.files import repository
-from postroom.files.blobstore import BlobStore, StagedBlob
+from postroom.files.blobstore import BlobStorage, BlobStore, Content, StagedBlob
 from postroom.files.detect import detect
 from postroom.files.models import FileBlob, StoredFile
+from postroom.files.object_store import ObjectBlobStore, s3_store
 from postroom.files.schemas import FilePatch
 from postroom.files.upload import Upload
 from postroom.settings import Settings
@@ -39,11 +41,44 @@ class FileContent:
     name: str
     mime: str
     size: int
-    path: Path
+    content: Content
 
 
-def blob_store(settings: Settings) -> BlobStore:
-    return BlobStore(settings.blob_dir)
+def blob_store(settings: Settings) -> BlobStorage:
+    """Where file contents are kept: the object store of POSTROOM_FILES__STORAGE_URL, or else
+    the blob folder."""
+    files = settings.files
+    if files.storage_url is None:
+        return BlobStore(settings.blob_dir)
+    secret = files.s3_secret_access_key
+    return _object_store(
+        files.storage_url,
+        files.s3_endpoint_url,
+        files.s3_region,
+        files.s3_access_key_id,
+        secret.get_secret_value() if secret else None,
+        settings.data_dir / "uploads",
+    )
+
+
+@functools.cache
+def _object_store(
+    storage_url: str,
+    endpoint_url: str | None,
+    region: str,
+    access_key_id: str | None,
+    secret_access_key: str | None,
+    staging: Path,
+) -> ObjectBlobStore:
+    # One client (and its connections) per configuration, for the life of the process.
+    store = s3_store(
+        storage_url,
+        endpoint_url=endpoint_url,
+        region=region,
+        access_key_id=access_key_id,
+        secret_access_key=secret_access_key,
+    )
+    return ObjectBlobStore(store, staging)
 
 
 def _search_text(file: StoredFile) -> str:
@@ -57,7 +92,7 @@ def _printable(name: str) -> str:
 
 
 async def create_file(
-    session: AsyncSession, organization_id: str, upload: Upload, store: BlobStore, now: datetime
+    session: AsyncSession, organization_id: str, upload: Upload, store: BlobStorage, now: datetime
 ) -> StoredFile:
     now = now.replace(microsecond=0)
     file_id = new_id(ID_PREFIX)
@@ -87,7 +122,7 @@ async def create_file(
 
 
 async def _keep(
-    session: AsyncSession, store: BlobStore, staged: StagedBlob, now: datetime
+    session: AsyncSession, store: BlobStorage, staged: StagedBlob, now: datetime
 ) -> FileBlob:
     """The blob of the staged content: the one already stored (the staged copy is dropped), or
     a new one moved into place. Either is locked against removal until this transaction ends."""
@@ -140,7 +175,7 @@ async def update_file(
 
 
 async def delete_file(
-    session: AsyncSession, organization_id: str, file_id: str, store: BlobStore, *, in_use: InUse
+    session: AsyncSession, organization_id: str, file_id: str, store: BlobStorage, *, in_use: InUse
 ) -> None:
     """Deletes the file unless `in_use` says a queued message attaches it. Its content goes
     with the last file that has it, from disk once the deletion is committed."""
@@ -237,12 +272,12 @@ async def unlink_related(
 
 
 async def load_for_delivery(
-    session: AsyncSession, file_ids: Collection[str], store: BlobStore
+    session: AsyncSession, file_ids: Collection[str], store: BlobStorage
 ) -> dict[str, FileContent]:
     found = await repository.get_for_delivery(session, file_ids)
     return {
         f.id: FileContent(
-            id=f.id, name=f.name, mime=f.mime, size=f.size, path=store.path(f.blob_id)
+            id=f.id, name=f.name, mime=f.mime, size=f.size, content=store.content(f.blob_id)
         )
         for f in found
     }

@@ -167,7 +167,7 @@ async def read_attachments(
     read: list[tuple[AttachmentFile, bytes]] = []
     for attachment in attachments:
         try:
-            read.append((attachment, await asyncio.to_thread(attachment.path.read_bytes)))
+            read.append((attachment, await asyncio.to_thread(attachment.content.read_bytes)))
         except OSError as error:
             raise PermanentError(
                 f"cannot read attachment {attachment.filename}: {error.strerror}"
