@@ -15,6 +15,7 @@ from postroom.db.engine import create_engine, create_sessionmaker
 from postroom.settings import DestinationSettings, FileSettings, Settings
 from tests.databases import BACKEND, DatabaseFactory, postgres_reachable
 from tests.servers.http import CLIENT_TLS, serve_in_thread
+from tests.servers.s3 import S3Server, s3_server
 
 
 def pytest_report_header() -> str:
@@ -142,6 +143,13 @@ async def other_client(
 async def anonymous(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=api_url, timeout=30, verify=CLIENT_TLS) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS) on loopback, started for the first test that asks."""
+    with s3_server(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
 
 
 # Shared by the delivery and credentials tests; imported here so pytest finds the fixture.

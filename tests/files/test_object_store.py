@@ -2,7 +2,7 @@
 on loopback): the same guarantees either way, through the store itself and through the API."""
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,15 +25,9 @@ from tests.conftest import make_settings
 from tests.factories import pdf_bytes
 from tests.polling import eventually
 from tests.servers.http import serve_in_thread
-from tests.servers.s3 import S3Server, s3_server
+from tests.servers.s3 import S3Server
 
 LIMIT = 256 * 1024
-
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with s3_server(tmp_path_factory.mktemp("seaweedfs")) as server:
-        yield server
 
 
 def object_settings(s3: S3Server, prefix: str) -> dict[str, str]:
