@@ -126,7 +126,10 @@ def test(pytest_args: list[str]) -> int:
     failed = [" ".join(c[:2]) for c in checks if run(*c) != 0]
     databases = os.environ.get("POSTROOM_TEST_DATABASES", "sqlite,postgresql").split(",")
     for database in databases:
-        code = run(tool("pytest"), *pytest_args, env={"POSTROOM_TEST_DATABASE": database})
+        # The slowest tests are listed with each run: what to look at first when it gets long.
+        code = run(
+            tool("pytest"), "--durations=30", *pytest_args, env={"POSTROOM_TEST_DATABASE": database}
+        )
         if code != 0:
             failed.append(f"pytest on {database}")
     if failed:
