@@ -2,6 +2,7 @@
 wheel puts beside the venv's Python (a test dependency). One server and one bucket per test
 session, a prefix per test that wants one."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -56,11 +57,9 @@ def _free_ports(count: int) -> list[int]:
 
 @contextmanager
 def s3_server(data_dir: Path) -> Iterator[S3Server]:
-    # The master's gRPC port is its HTTP port + 10000, as are the volume's and filer's.
-    while True:
-        master, volume, filer, s3 = _free_ports(4)
-        if max(master, volume, filer) + 10000 < 65536:
-            break
+    # Every port named: by default each gRPC port is its HTTP port + 10000, which may not exist
+    # or may be taken.
+    master, volume, filer, s3, *grpc = _free_ports(8)
     data_dir.mkdir(parents=True, exist_ok=True)
     log = (data_dir / "weed.log").open("wb")
     process = subprocess.Popen(
@@ -71,10 +70,14 @@ def s3_server(data_dir: Path) -> Iterator[S3Server]:
             "-ip.bind=127.0.0.1",
             f"-dir={data_dir}",
             f"-master.port={master}",
+            f"-master.port.grpc={grpc[0]}",
             f"-volume.port={volume}",
+            f"-volume.port.grpc={grpc[1]}",
             f"-filer.port={filer}",
+            f"-filer.port.grpc={grpc[2]}",
             "-s3",
             f"-s3.port={s3}",
+            f"-s3.port.grpc={grpc[3]}",
             # Nothing else on a fixed port, and nothing sent anywhere.
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
@@ -104,10 +107,15 @@ def s3_server(data_dir: Path) -> Iterator[S3Server]:
         httpx.put(f"{endpoint}/{server.bucket}", timeout=30).raise_for_status()
         yield server
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        _signal(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            _signal(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
         log.close()
+
+
+def _signal(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it has exited (a failed start)
+        os.killpg(group, signum)
