@@ -107,12 +107,10 @@ def s3_server(data_dir: Path) -> Iterator[S3Server]:
         httpx.put(f"{endpoint}/{server.bucket}", timeout=30).raise_for_status()
         yield server
     finally:
-        _signal(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            _signal(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+        # Killed outright: its data is the test session's scratch, and a graceful stop of the
+        # four servers takes ~25 s.
+        _signal(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
         log.close()
 
 
