@@ -20,6 +20,7 @@ from postroom.api.ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from postroom.api.routes import include_routes
 from postroom.api.transactions import TransactionMiddleware
 from postroom.auth import service as auth
+from postroom.core import metrics_dir
 from postroom.core.clock import Clock, SystemClock
 from postroom.core.collector import settle_after_startup
 from postroom.core.crypto import SecretBox
@@ -90,6 +91,7 @@ def create_app(
                 await asyncio.to_thread(worker.stop)
             await app.state.rate_limiter.aclose()
             await engine.dispose()
+            metrics_dir.process_ended()
 
     # /docs and /redoc with their scripts and styles served from here, not a CDN: they work on a
     # host with no way out (fastapi-offline ships Swagger UI 5 and ReDoc).

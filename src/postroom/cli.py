@@ -174,6 +174,8 @@ def worker(
         log.critical("delivery worker died", exc_info=error)
         typer.echo(f"error: the delivery worker died ({_reason(error)})", err=True)
         raise typer.Exit(1) from None
+    finally:
+        metrics_dir.process_ended()
 
 
 @app.command()

@@ -3,6 +3,10 @@ several, their samples added up (core/metrics_dir.py)."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from postroom.core import metrics_dir
+
+metrics_dir.ensure_shared_directory()
+
 REQUESTS = Counter(
     "postroom_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
 )

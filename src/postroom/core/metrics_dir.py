@@ -23,16 +23,35 @@ def shared_directory() -> Path | None:
     return Path(value) if value else None
 
 
+def ensure_shared_directory() -> None:
+    """Creates the shared directory if the variable names one that is missing: prometheus_client
+    opens its files there as the metrics are defined, and would fail on import (a worker started
+    before the API that usually creates it)."""
+    directory = shared_directory()
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+
+
 def prepare(directory: Path) -> None:
     """Makes `directory` the one every process started from here shares (set before they
-    start): created if needed; what processes no longer running left of their live gauges is
-    removed. Their counters and histograms stay, so that totals never go down."""
+    start), cleaned of what processes no longer running left there: an earlier run's samples
+    start again from zero, as any restarted process's do (Prometheus's rate() sees a reset),
+    and a new process that gets an old one's pid does not carry on from its numbers. A process
+    still running (a worker sharing the directory) keeps its files."""
     directory.mkdir(parents=True, exist_ok=True)
     for path in directory.iterdir():
         found = _FILE.match(path.name)
         if found is not None and not _running(int(found["pid"])):
-            multiprocess.mark_process_dead(int(found["pid"]), str(directory))  # type: ignore[no-untyped-call]
+            path.unlink(missing_ok=True)
     os.environ[VARIABLE] = str(directory)
+
+
+def process_ended() -> None:
+    """What a sharing process does as it exits: its live gauges leave the sum; its counters and
+    histograms stay, so that totals do not go down while the others run."""
+    directory = shared_directory()
+    if directory is not None:
+        multiprocess.mark_process_dead(os.getpid(), str(directory))  # type: ignore[no-untyped-call]
 
 
 def registry() -> CollectorRegistry | None:
