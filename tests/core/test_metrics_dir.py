@@ -66,7 +66,9 @@ class TestSharedDirectory:
             assert running.stdout is not None and running.stdin is not None
             assert running.stdout.readline() == "counted\n"
             assert len(_pids(directory)) == 2
-            monkeypatch.delenv(metrics_dir.VARIABLE, raising=False)  # restored afterwards
+            # prepare() sets the variable in this process: setenv records what was there (most
+            # likely nothing), so that it is put back afterwards and no later test shares.
+            monkeypatch.setenv(metrics_dir.VARIABLE, "")
 
             metrics_dir.prepare(directory)
 
