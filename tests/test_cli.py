@@ -23,6 +23,7 @@ from postroom.messages.models import MessageCount
 from tests import databases as test_databases
 from tests.api.test_health import drop_workers_table
 from tests.factories import message_body
+from tests.polling import eventually
 from tests.servers.http import CLIENT_TLS
 
 POSTROOM = str(Path(sys.executable).parent / "postroom")
@@ -36,6 +37,19 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def until_answering(url: str) -> None:
+    """Waits for a postroom process started at `url` to answer /healthz."""
+
+    async def answers() -> bool:
+        try:
+            async with httpx.AsyncClient(base_url=url) as http:
+                return (await http.get("/healthz")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    await eventually(answers, timeout=START_TIMEOUT, what=f"{url} to answer")
 
 
 def environment(database_url: str, data_dir: Path) -> dict[str, str]:

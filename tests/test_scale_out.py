@@ -21,11 +21,11 @@ from tests.servers.s3 import S3Server
 from tests.servers.smtp import SmtpServer, smtp_server
 from tests.test_cli import (
     POSTROOM,
-    START_TIMEOUT,
     STOP_TIMEOUT,
     environment,
     free_port,
     run_command,
+    until_answering,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -56,17 +56,6 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
     if process.returncode is None:
         process.terminate()
         await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-
-
-async def _answering(url: str) -> None:
-    async def up() -> bool:
-        try:
-            async with httpx.AsyncClient(base_url=url) as http:
-                return (await http.get("/healthz")).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    await eventually(up, timeout=START_TIMEOUT, what=f"{url} to answer")
 
 
 @pytest.fixture
@@ -107,7 +96,7 @@ async def hosts(
             process = await _start(["worker"], envs[name], tmp_path / f"{name}.log")
             stack.push_async_callback(_stop, process)
         for url in urls:
-            await _answering(url)
+            await until_answering(url)
         clients = [
             await stack.enter_async_context(
                 httpx.AsyncClient(base_url=url, headers={"REB-APIKEY": key.group(1)}, timeout=60)

@@ -17,11 +17,11 @@ from tests.factories import message_body
 from tests.polling import eventually
 from tests.test_cli import (
     POSTROOM,
-    START_TIMEOUT,
     STOP_TIMEOUT,
     environment,
     free_port,
     run_command,
+    until_answering,
 )
 
 REQUESTS = 40
@@ -79,15 +79,8 @@ async def running_api(env: dict[str, str], log: Path) -> AsyncIterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
 
-    async def answers() -> bool:
-        try:
-            async with httpx.AsyncClient(base_url=url) as http:
-                return (await http.get("/healthz")).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        await eventually(answers, timeout=START_TIMEOUT, what="postroom api to answer")
+        await until_answering(url)
         yield url
     finally:
         process.terminate()
