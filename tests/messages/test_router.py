@@ -51,6 +51,17 @@ class TestCreate:
         assert body["sentTime"] is None
         assert body["_links"] == [{"rel": "self", "href": response.headers["location"]}]
 
+    async def test_links_follow_each_requests_host(self, client: httpx.AsyncClient) -> None:
+        # The base URL is remembered per host (api/wire.py): another Host gets its own links.
+        for host in ("mail.example.com", "other.example.com:8443", "mail.example.com"):
+            response = await client.post(
+                "/email-messages", json=message_body(), headers={"Host": host}
+            )
+            assert response.status_code == 201, response.text
+            expected = f"http://{host}/email-messages/{response.json()['id']}"
+            assert response.headers["location"] == expected
+            assert response.json()["_links"][0]["href"] == expected
+
     async def test_location_is_an_absolute_url(self, client: httpx.AsyncClient) -> None:
         response = await client.post("/email-messages", json=message_body())
         location = httpx.URL(response.headers["location"])

@@ -6,7 +6,7 @@ dependency in a worker thread, a hop to a thread and back for each one on every 
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.api.idempotency import claim_idempotency_key
@@ -30,17 +30,33 @@ async def _session(request: Request) -> AsyncSession:
 
 SessionDep = Annotated[AsyncSession, Depends(_session)]
 
-_reb_apikey = APIKeyHeader(name="REB-APIKEY", auto_error=False, scheme_name="SecretApiKey")
-_bearer = HTTPBearer(auto_error=False, scheme_name="BearerApiKey")
+# Read by `current_organization` itself rather than named as dependencies: FastAPI solves each
+# named dependency on every request at ~25 µs of CPU (bench/RESULTS.md), so the steps below are
+# plain calls in one. api/openapi.py documents both schemes on each operation that takes a key.
+API_KEY_SCHEMES = (
+    APIKeyHeader(name="REB-APIKEY", auto_error=False, scheme_name="SecretApiKey"),
+    HTTPBearer(auto_error=False, scheme_name="BearerApiKey"),
+)
 
 
-async def _caller(
-    request: Request,
-    reb_apikey: Annotated[str | None, Depends(_reb_apikey)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> auth.Caller:
+async def current_organization(request: Request) -> str:
+    """The caller's organization, after three steps in this order: who calls, the request
+    counted against its key's rate limit, and its Idempotency-Key claimed."""
+    caller = await _caller(request)
+    await _count_request(request, caller)
+    await claim_idempotency_key(request, _request_session(request), caller.organization_id)
+    return caller.organization_id
+
+
+OrganizationDep = Annotated[str, Depends(current_organization)]
+
+
+async def _caller(request: Request) -> auth.Caller:
     """Who calls: the API key (401 without a valid one) and the organization it reaches."""
-    key = reb_apikey or (bearer.credentials if bearer else None)
+    reb_apikey, bearer = API_KEY_SCHEMES
+    key = await reb_apikey(request)
+    if key is None and (credentials := await bearer(request)) is not None:
+        key = credentials.credentials
     app_state = request.app.state
     caller = await auth.authenticate(
         _request_session(request), key, cache=app_state.caller_cache, now=app_state.clock.now()
@@ -51,49 +67,27 @@ async def _caller(
     if in_path is not None and in_path != caller.organization_id:
         raise NotFound(f"organization {in_path} not found")
     request.state.organization_id = caller.organization_id
+    request.state.api_key_id = caller.api_key_id
     return caller
 
 
-CallerDep = Annotated[auth.Caller, Depends(_caller)]
-
-# The steps below each take the caller from the one before, so that they run in this order, and
-# the request's session is read where it is needed rather than named as a dependency: FastAPI
-# solves a dependency everywhere it is named, even one it has solved for the request already
-# (then only to reuse the value), at ~25 µs of CPU each time (bench/RESULTS.md).
-
-
-async def _rate_limited(request: Request, caller: CallerDep) -> auth.Caller:
-    """The caller, once its request is counted against its key's limit: 429 past it;
-    X-RateLimit-* headers."""
+async def _count_request(request: Request, caller: auth.Caller) -> None:
+    """The request counted against its key's limit: 429 past it; X-RateLimit-* headers."""
     limiter: RateLimiter = request.app.state.rate_limiter
     usage = await limiter.hit(caller.api_key_id, write=request.method not in {"GET", "HEAD"})
     if usage is not None:
         # On every answer to the request, errors and streamed downloads included
         # (api/ratelimit.RateLimitHeadersMiddleware).
         request.state.rate_limit_headers = usage.headers()
-    return caller
 
 
-async def _organization(
-    request: Request, caller: Annotated[auth.Caller, Depends(_rate_limited)]
-) -> str:
-    """The caller's organization, once the request is within its key's rate limit and its
-    Idempotency-Key, if any, is claimed (in that order): the first request with a key claims
-    it; a repeat is answered with the stored answer (api/idempotency.py)."""
-    await claim_idempotency_key(request, _request_session(request), caller.organization_id)
-    return caller.organization_id
-
-
-OrganizationDep = Annotated[str, Depends(_organization)]
-
-
-async def count_more_writes(request: Request, caller: auth.Caller, extra: int) -> None:
+async def count_more_writes(request: Request, extra: int) -> None:
     """Counts `extra` more writes against the caller's limit for a request that makes many
-    resources (a batch counts as one write per message): 429 past it."""
+    resources (a batch counts as one write per message): 429 past it. After OrganizationDep."""
     if extra <= 0:
         return
     limiter: RateLimiter = request.app.state.rate_limiter
-    usage = await limiter.hit(caller.api_key_id, write=True, cost=extra)
+    usage = await limiter.hit(request.state.api_key_id, write=True, cost=extra)
     if usage is not None:
         request.state.rate_limit_headers = usage.headers()
 
@@ -125,5 +119,6 @@ SecretBoxDep = Annotated[SecretBox, Depends(_secret_box)]
 async def refuse_nul(request: Request) -> None:
     """Every resource route: no U+0000 in the path or query. PostgreSQL text cannot hold one, so
     such an id or filter value could match nothing and would reach the database as an error."""
-    if "\x00" in request.url.path or "%00" in request.url.query:
+    scope = request.scope  # not request.url, which parses the whole URL on every request
+    if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
         raise BadRequest("the URL must not contain NUL characters (%00)")

@@ -6,8 +6,11 @@ document's `webhooks` section)."""
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, iter_route_contexts
 
+from postroom.api.deps import API_KEY_SCHEMES, current_organization
 from postroom.api.problems import problem_responses
 
 _IDEMPOTENCY_KEY = {
@@ -59,6 +62,7 @@ def document_cross_cutting(app: FastAPI) -> dict[str, Any]:
         webhooks=app.webhooks.routes,
         servers=app.servers,
     )
+    _document_api_keys(app, schema)
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             if "security" not in operation:
@@ -78,3 +82,25 @@ def document_cross_cutting(app: FastAPI) -> dict[str, Any]:
                     responses.setdefault("413", problem_responses(413)[413])
     app.openapi_schema = schema
     return schema
+
+
+def _document_api_keys(app: FastAPI, schema: dict[str, Any]) -> None:
+    """Both API key schemes on every operation that takes the current organization, which
+    reads the key itself (api/deps.py) instead of naming the schemes as dependencies."""
+    schemes = {scheme.scheme_name: scheme.model for scheme in API_KEY_SCHEMES}
+    paths = schema["paths"]
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute) or not _takes_key(route.dependant):
+            continue
+        for method in route.methods or ():
+            operation = paths.get(context.path_format, {}).get(method.lower())
+            if operation is not None:
+                operation["security"] = [{name: []} for name in schemes]
+    security_schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    for name, model in schemes.items():
+        security_schemes[name] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _takes_key(dependant: Dependant) -> bool:
+    return any(d.call is current_organization or _takes_key(d) for d in dependant.dependencies)

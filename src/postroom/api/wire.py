@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from fastapi import Request
 from pydantic import AfterValidator, BaseModel, PlainSerializer, WithJsonSchema
+from starlette.types import Scope
 
 from postroom.core.control_characters import header_text, secret_text
 
@@ -46,4 +47,31 @@ class SelfLink(BaseModel):
 
 def resource_url(request: Request, *path: str) -> str:
     """An absolute URL on this server, built from the request's own base URL."""
-    return str(request.base_url).rstrip("/") + "/" + "/".join(path)
+    return _base_url(request) + "/" + "/".join(path)
+
+
+def _base_url(request: Request) -> str:
+    # Starlette builds request.base_url by parsing a whole URL again on every request; it
+    # depends only on these, which take few values on one server.
+    scope = request.scope
+    server = scope.get("server")
+    root = scope.get("app_root_path", scope.get("root_path", ""))
+    key = (scope["scheme"], server and tuple(server), root, _host(scope))
+    base = _BASE_URLS.get(key)
+    if base is None:
+        base = str(request.base_url).rstrip("/")
+        if len(_BASE_URLS) >= _BASE_URLS_KEPT:
+            _BASE_URLS.clear()  # the Host header is the client's: keep only so many
+        _BASE_URLS[key] = base
+    return base
+
+
+_BASE_URLS: dict[tuple[object, ...], str] = {}
+_BASE_URLS_KEPT = 256
+
+
+def _host(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return bytes(value)
+    return None

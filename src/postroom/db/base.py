@@ -1,9 +1,11 @@
 """Declarative base: constraint naming, a UTC time type, JSON that is JSONB on PostgreSQL."""
 
 from datetime import UTC, datetime
-from typing import Any
+from functools import cache
+from typing import Any, Self, cast
 
 from sqlalchemy import JSON, DateTime, Dialect, MetaData
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -43,6 +45,19 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+    @classmethod
+    def transient(cls, **values: Any) -> Self:
+        """A new transient object holding `values`, as `cls(**values)` makes one but without an
+        attribute event for each value (for a message, ~4 µs instead of ~80): for objects that
+        a Core INSERT writes (messages/repository.insert_messages), not a session's flush."""
+        unknown = values.keys() - _attribute_keys(cls)
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no attribute {sorted(unknown)[0]!r}")
+        instance = cast(Self, sa_inspect(cls).class_manager.new_instance())
+        vars(instance).update(values)
+        return instance
+
     type_annotation_map = {
         datetime: UTCDateTime(),
         dict[str, Any]: JSONType,
@@ -50,3 +65,9 @@ class Base(DeclarativeBase):
         list[str]: JSONType,
         list[dict[str, str]]: JSONType,
     }
+
+
+@cache
+def _attribute_keys(cls: type[Base]) -> frozenset[str]:
+    # Reading the mapper's attributes configures the mappers, as a first constructor call does.
+    return frozenset(sa_inspect(cls).attrs.keys())

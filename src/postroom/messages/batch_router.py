@@ -8,7 +8,6 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from postroom.api.deps import (
-    CallerDep,
     ClockDep,
     OrganizationDep,
     SessionDep,
@@ -73,7 +72,6 @@ async def create_email_message_batch(
     request: Request,
     session: SessionDep,
     organization_id: OrganizationDep,
-    caller: CallerDep,
     clock: ClockDep,
     settings: SettingsDep,
 ) -> EmailMessageBatchRead:
@@ -83,7 +81,7 @@ async def create_email_message_batch(
             "messages", f"at most {limit} messages in one batch, not {len(body.messages)}"
         )
     # The one write its dependencies counted, and one more per further message.
-    await count_more_writes(request, caller, len(body.messages) - 1)
+    await count_more_writes(request, len(body.messages) - 1)
     outcomes = await batches.create_messages(
         session,
         organization_id,

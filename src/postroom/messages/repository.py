@@ -204,7 +204,8 @@ async def insert_messages(session: AsyncSession, messages: Sequence[EmailMessage
     """Writes new messages, given as transient objects, with one INSERT (on PostgreSQL a
     prepared statement of asyncpg's, run once per row in one round trip; elsewhere the ORM's
     bulk path: no unit of work, no identity map); the objects stay transient, as written."""
-    rows = [{key: getattr(m, key) for key in _COLUMN_ATTRIBUTES} for m in messages]
+    # Read from each object's dict: a transient object's unset attributes are None.
+    rows = [{key: vars(m).get(key) for key in _COLUMN_ATTRIBUTES} for m in messages]
     prepared = await driver(session)
     if prepared is not None:
         args = [_INSERT.args(values, prepared.dialect) for values in rows]

@@ -149,7 +149,7 @@ async def check_new_message(
         max_attachment_bytes,
     )
     cc, bcc = data.cc or [], data.bcc or []
-    return EmailMessage(
+    return EmailMessage.transient(
         id=new_id(ID_PREFIX),
         organization_id=organization_id,
         status=data.status,
