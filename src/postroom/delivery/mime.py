@@ -63,12 +63,17 @@ class OutgoingMessage:
 
 
 _LINE = 78  # RFC 5322's "SHOULD" line length
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _lines(text: str) -> list[str]:
+    """`text` split at CRLF, CR and LF alike (not at the other breaks str.splitlines knows).
+    Two replaces and a split: a regex alternation costs ~10x as much on a body."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
 def _one_line(value: str) -> str:
     # The API refuses line breaks in header text; this keeps any older row from adding headers.
-    return " ".join(_LINE_BREAK.split(value))
+    return " ".join(_lines(value))
 
 
 # Raw bytes of an attachment read at a time: a multiple of 57, so that each read encodes to
@@ -187,7 +192,7 @@ _NOT_7BIT_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 def _text_part(text: str, subtype: str) -> str:
     """7bit when ASCII lines of at most 78 characters; quoted-printable otherwise, so that the
     message is 7-bit clean whatever the server. Line ends become CRLF; a final one is added."""
-    lines = _LINE_BREAK.split(text)
+    lines = _lines(text)
     if lines[-1] == "":
         lines.pop()
     body = "\n".join(lines) + "\n"

@@ -258,8 +258,9 @@ async def get_many(
     if not message_ids:
         return []
     if session.get_bind().dialect.name == "postgresql":
-        # One array parameter: the statement is compiled once, not for each count of ids.
-        stmt = select(EmailMessage).where(EmailMessage.id == any_(_ids_parameter))
+        # One array parameter: the statement is compiled once, not for each count of ids; and
+        # built once, not on every claim.
+        stmt = _BY_IDS
         parameters: dict[str, Any] = {"ids": list(message_ids)}
     else:
         stmt = select(EmailMessage).where(EmailMessage.id.in_(message_ids))
@@ -271,6 +272,7 @@ async def get_many(
 
 
 _ids_parameter = bindparam("ids", type_=postgresql.ARRAY(String))
+_BY_IDS = select(EmailMessage).where(EmailMessage.id == any_(_ids_parameter))
 
 
 # Only a message still in `outbox` takes a delivery answer (the queue row that was its lease is

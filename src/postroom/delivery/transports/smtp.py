@@ -301,11 +301,11 @@ class SmtpTransport:
             if len(refused) == len(message.recipients):
                 await client.rset()
                 raise PermanentError("; ".join(refused), code=550)
-            end_mark = await _send_content(client, data, self.limits.timeout)
-            # Only the final "." lets the server accept the message: until it is written, a
-            # failure leaves nothing delivered.
+            last = await _send_content(client, data, self.limits.timeout)
+            # Only the final "." lets the server accept the message: until the write that ends
+            # with it, a failure leaves nothing delivered.
             progress.data_sent = True
-            reply = await _end_content(client, end_mark, self.limits.data_end_timeout)
+            reply = await _end_content(client, last, self.limits.data_end_timeout)
         except aiosmtplib.SMTPResponseException as error:
             if _is_smtp_reply(error.code):
                 raise _refusal(error.code, error.message) from None
@@ -388,32 +388,39 @@ async def _send_content(
 ) -> bytes:
     """DATA, then the message chunk by chunk with the transport's flow control, so that only a
     chunk at a time is in memory (aiosmtplib's own `data()` takes the message in one piece and
-    copies it twice more). Returns the end mark, which `_end_content` sends."""
+    copies it twice more). Sends every chunk but the last, and returns that one with the end
+    mark after it, for `_end_content` to send in one write (most messages are one chunk)."""
     start = await client.execute_command(b"DATA", timeout=timeout)
     if start.code != 354:
         raise aiosmtplib.SMTPDataError(start.code, start.message)
     protocol = client.protocol
     stuffer = DotStuffer()
+    held = b""
     for chunk in data:
-        if protocol is None or not protocol.is_connected:
-            raise aiosmtplib.SMTPServerDisconnected("connection lost during DATA")
-        protocol.write(stuffer.feed(chunk))
-        # Waits while the socket's send buffer is over its high-water mark (asyncio's flow
-        # control, as StreamWriter.drain does), so unsent data never piles up in memory.
-        async with asyncio.timeout(timeout):
-            await protocol._drain_helper()
-    return stuffer.end()
+        if held:
+            if protocol is None or not protocol.is_connected:
+                raise aiosmtplib.SMTPServerDisconnected("connection lost during DATA")
+            protocol.write(held)
+            # Waits while the socket's send buffer is over its high-water mark (asyncio's flow
+            # control, as StreamWriter.drain does), so unsent data never piles up in memory.
+            async with asyncio.timeout(timeout):
+                await protocol._drain_helper()
+        held = stuffer.feed(chunk)
+    if protocol is None or not protocol.is_connected:
+        # Lost before the last write: nothing was delivered (a transient failure, not unknown).
+        raise aiosmtplib.SMTPServerDisconnected("connection lost during DATA")
+    return held + stuffer.end()
 
 
 async def _end_content(
     client: aiosmtplib.SMTP,
-    end_mark: bytes,
+    last: bytes,
     timeout: float,  # noqa: ASYNC109 - passed on to aiosmtplib's read
 ) -> aiosmtplib.SMTPResponse:
     protocol = client.protocol
     if protocol is None:
         raise aiosmtplib.SMTPServerDisconnected("connection lost during DATA")
-    protocol.write(end_mark)
+    protocol.write(last)
     reply = await protocol.read_response(timeout=timeout)
     if reply.code != 250:
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
