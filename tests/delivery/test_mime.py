@@ -1,6 +1,7 @@
 """delivery/mime.py: the message in chunks, attachments streamed, the same MIME as in one piece."""
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -39,6 +40,13 @@ def _parse(data: bytes) -> EmailMessage:
 
 
 class TestMimeStream:
+    def test_crlf_cr_and_lf_each_end_one_line_and_no_other_break_does(self) -> None:
+        text = "one\r\ntwo\rthree\nfour\r\r\nfive\x0bsix\u2028seven\n"
+        message = replace(_message(), text=text, html="a\rb")
+        body = _parse(build_mime(message)).get_body(("plain",))
+        assert body is not None
+        assert body.get_content() == "one\ntwo\nthree\nfour\n\nfive\x0bsix\u2028seven\n"
+
     def test_attachments_are_base64_parts_streamed_into_the_structure(self, tmp_path: Path) -> None:
         pdf, blob = pdf_bytes(500_000), os.urandom(1000)
         message = _message(
