@@ -110,7 +110,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-async def _organization(database_url: str, name: str) -> auth.NewOrganization:
+async def organization(database_url: str, name: str) -> auth.NewOrganization:
     from postroom.db.engine import create_engine, create_sessionmaker
 
     engine = create_engine(database_url, pool_size=1)
@@ -155,7 +155,7 @@ async def run(options: Options) -> dict[str, Any]:
                 log("--profile: no py-spy on PATH, in $PY_SPY or beside this Python; no profiles")
         async with fresh_database() as database_url, processes(logs, profile_dir) as group:
             report["machine"]["postgresql"] = await _postgres_version(database_url)
-            org = await _organization(database_url, "bench")
+            org = await organization(database_url, "bench")
             client = options.load_client
             if client == "auto":
                 client = "wrk" if wrk_path() else "python"
@@ -322,7 +322,7 @@ async def _serve(
 async def _listing(
     group: Any, database_url: str, data_dir: Path, sizes: Sizes, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    org = await _organization(database_url, "listing")
+    org = await organization(database_url, "listing")
     port = free_port()
     server = group.start(
         "listing-api",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import report
+from bench import inprocess, report
 from bench.run import SMOKE, Options, run
 from tests.databases import BACKEND, DatabaseFactory
 
@@ -90,3 +90,13 @@ async def test_every_section_runs_and_every_message_is_delivered(
     ):
         assert any(m.startswith(start) for m in measures), start
     assert "| measure |" in report.markdown(table)
+
+
+async def test_the_in_process_measures_run(
+    databases: DatabaseFactory,  # PostgreSQL answers (or the run is skipped, or fails in CI)
+) -> None:
+    # post() fails unless every POST was answered 201; smtp() unless every send was accepted.
+    figures = await inprocess.post(requests=20, concurrency=4, rounds=2)
+    assert len(figures) == 2 and all(f > 0 for f in figures)
+    figures = await inprocess.smtp(messages=20, rounds=2)
+    assert len(figures) == 2 and all(f > 0 for f in figures)
