@@ -36,6 +36,7 @@ from postroom.core import event_loop
 from postroom.core.collector import settle_after_startup
 from postroom.core.ids import new_id
 from postroom.core.logging import configure_logging
+from postroom.delivery.transports.smtp import SmtpConfig, SmtpLimits, SmtpTransport
 from postroom.settings import Settings, load_settings
 
 
@@ -112,8 +113,11 @@ async def post(
                 for _ in range(count):
                     await one()
 
+            each, left = divmod(requests, concurrency)
+            shares = [each + (i < left) for i in range(concurrency)]
+
             async def go() -> None:
-                await asyncio.gather(*(caller(requests // concurrency) for _ in range(concurrency)))
+                await asyncio.gather(*(caller(share) for share in shares))
 
             async with app.router.lifespan_context(app):
                 figures = await _rounds("post", "ms a request", 1e3, requests, rounds, go)
@@ -135,8 +139,6 @@ def _settings(environment: dict[str, str]) -> Settings:
 
 
 async def smtp(messages: int, rounds: int) -> list[float]:
-    from postroom.delivery.transports.smtp import SmtpConfig, SmtpLimits, SmtpTransport
-
     with tempfile.TemporaryDirectory(prefix="postroom-inprocess-") as logs:
         async with processes(Path(logs)) as group:
             sink = await start_sink(group)
