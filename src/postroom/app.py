@@ -12,7 +12,11 @@ from starlette.middleware.cors import CORSMiddleware
 from postroom.api.developer_domains import DeveloperDomainsMiddleware
 from postroom.api.failures import UnhandledErrorMiddleware
 from postroom.api.idempotency import install_replay_handler
-from postroom.api.limits import BodySizeLimitMiddleware, DiskReserveMiddleware
+from postroom.api.limits import (
+    BodySizeLimitMiddleware,
+    DiskReserveMiddleware,
+    RefuseNulMiddleware,
+)
 from postroom.api.observability import RequestLogMiddleware
 from postroom.api.openapi import document_cross_cutting
 from postroom.api.problems import install_problem_handlers
@@ -26,6 +30,7 @@ from postroom.core.collector import settle_after_startup
 from postroom.core.crypto import SecretBox
 from postroom.core.logging import configure_logging
 from postroom.dashboard.router import include_dashboard
+from postroom.dashboard.security import PREFIX as DASHBOARD_PREFIX
 from postroom.db.engine import (
     ConnectionGate,
     create_engine,
@@ -128,6 +133,7 @@ def create_app(
     # Outermost last: logging sees every answer; the body limit applies before any reading;
     # the transaction wraps the handlers and commits before the response starts.
     app.add_middleware(TransactionMiddleware)
+    app.add_middleware(RefuseNulMiddleware, exempt_prefix=DASHBOARD_PREFIX)
     app.add_middleware(DeveloperDomainsMiddleware, allowed=settings.developer_domains_allowed())
     app.add_middleware(
         BodySizeLimitMiddleware,

@@ -5,6 +5,7 @@ from typing import Any
 import httpx
 import pytest
 
+from postroom.api.limits import NUL_IN_URL
 from postroom.auth import service as auth
 from tests.factories import make_message, message_body
 
@@ -124,6 +125,15 @@ class TestNulCharacters:
         self, client: httpx.AsyncClient, path: str
     ) -> None:
         problem(await client.get(path), 400)
+
+    @pytest.mark.parametrize(
+        "path", ["/unsubscribe/mail_msg_1/tag%00", "/inbound/cred%00/tag", "/healthz?x=%00"]
+    )
+    async def test_nul_in_any_other_api_url_is_400_problem_too(
+        self, client: httpx.AsyncClient, path: str
+    ) -> None:
+        # Checked before routing (api/limits.RefuseNulMiddleware), not route by route.
+        assert problem(await client.get(path), 400)["detail"] == NUL_IN_URL.detail
 
     @pytest.mark.parametrize("method", ["PATCH", "DELETE"])
     async def test_nul_in_a_message_id_is_400_problem(

@@ -1,5 +1,5 @@
-"""The largest request body, refused with 413 before it is read whole; and writes refused with
-507 while the disk is nearly full."""
+"""The largest request body, refused with 413 before it is read whole; writes refused with 507
+while the disk is nearly full; and a URL holding NUL refused with 400."""
 
 import shutil
 from collections.abc import Callable, Sequence
@@ -8,7 +8,7 @@ from pathlib import Path
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from postroom.api.failures import STORAGE_FULL, send_problem
+from postroom.api.failures import STORAGE_FULL, Failure, send_problem
 
 
 class BodySizeLimitMiddleware:
@@ -83,5 +83,32 @@ class DiskReserveMiddleware:
             and self._short()
         ):
             await send_problem(send, STORAGE_FULL)
+            return
+        await self.app(scope, receive, send)
+
+
+NUL_IN_URL = Failure(
+    400, "bad-request", "Bad request", "the URL must not contain NUL characters (%00)"
+)
+
+
+class RefuseNulMiddleware:
+    """No U+0000 in the path or query of a request. PostgreSQL text cannot hold one, so such an
+    id or filter value could match nothing and would reach the database as an error. Checked
+    here, before routing, rather than as a dependency of every route (FastAPI solves each at
+    ~12 µs a request, api/deps.py); paths under `exempt_prefix` (the dashboard, which answers
+    a 400 page of its own) are let through."""
+
+    def __init__(self, app: ASGIApp, exempt_prefix: str) -> None:
+        self.app = app
+        self.exempt_prefix = exempt_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and ("\x00" in scope["path"] or b"%00" in scope["query_string"])
+            and not scope["path"].startswith(self.exempt_prefix)
+        ):
+            await send_problem(send, NUL_IN_URL)
             return
         await self.app(scope, receive, send)

@@ -1,9 +1,8 @@
 """The one list of routers; served at / and again under /organizations/{organizationId}."""
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 
 from postroom.api import health, metrics
-from postroom.api.deps import refuse_nul
 from postroom.api.problems import problem_responses
 from postroom.auth.router import api_keys, organizations
 from postroom.blocklists.router import router as blocklists
@@ -22,9 +21,10 @@ from postroom.webhooks.router import events as webhook_events
 from postroom.webhooks.router import router as webhooks
 from postroom.webhooks.router import tracking as webhook_tracking
 
-# Every resource route may answer 400 (refuse_nul) and 422 (request validation); declared here so
-# that FastAPI does not document its own 422 shape, which is not what api/problems.py sends.
-resources = APIRouter(dependencies=[Depends(refuse_nul)], responses=problem_responses(400, 422))
+# Every resource route may answer 400 (a NUL in the URL: api/limits.RefuseNulMiddleware) and 422
+# (request validation); declared here so that FastAPI does not document its own 422 shape, which
+# is not what api/problems.py sends.
+resources = APIRouter(responses=problem_responses(400, 422))
 resources.include_router(messages)
 resources.include_router(message_batches)
 resources.include_router(delivery)
@@ -44,7 +44,7 @@ def include_routes(app: FastAPI) -> None:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(resources)
-    app.include_router(verifications, dependencies=[Depends(refuse_nul)])
+    app.include_router(verifications)
     app.include_router(provider_events)
     app.include_router(unsubscribe)
     app.webhooks.include_router(webhook_events)

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from postroom.api.deps import (
-    ClockDep,
     OrganizationDep,
-    SessionDep,
-    SettingsDep,
+    clock_of,
     count_more_writes,
+    session_of,
+    settings_of,
 )
 from postroom.api.problems import field_problems, problem_responses
 from postroom.api.wire import resource_url
@@ -70,11 +70,9 @@ def _problem(error: PostroomError) -> ItemProblem:
 async def create_email_message_batch(
     body: EmailMessageBatchCreate,
     request: Request,
-    session: SessionDep,
     organization_id: OrganizationDep,
-    clock: ClockDep,
-    settings: SettingsDep,
 ) -> EmailMessageBatchRead:
+    settings = settings_of(request)  # not dependencies, on the ingest path (api/deps.py)
     limit = settings.limits.max_batch_messages
     if len(body.messages) > limit:
         raise invalid_field(
@@ -83,10 +81,10 @@ async def create_email_message_batch(
     # The one write its dependencies counted, and one more per further message.
     await count_more_writes(request, len(body.messages) - 1)
     outcomes = await batches.create_messages(
-        session,
+        session_of(request),
         organization_id,
         [_parsed(item) for item in body.messages],
-        clock.now(),
+        clock_of(request).now(),
         max_attachment_bytes=settings.files.max_message_bytes,
         allowed_domains=settings.server_transport_domains(),
         max_schedule=timedelta(days=settings.delivery.max_schedule_days),

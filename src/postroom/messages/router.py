@@ -6,7 +6,15 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Request, Response
 
 from postroom.api.collections import PAGINATION_HEADERS, collection_query, set_pagination_headers
-from postroom.api.deps import ClockDep, OrganizationDep, SessionDep, SettingsDep
+from postroom.api.deps import (
+    ClockDep,
+    OrganizationDep,
+    SessionDep,
+    SettingsDep,
+    clock_of,
+    session_of,
+    settings_of,
+)
 from postroom.api.problems import problem_responses
 from postroom.api.wire import resource_url
 from postroom.core.listing import ListQuery
@@ -80,16 +88,14 @@ async def create_email_message(
     body: EmailMessageCreate,
     request: Request,
     response: Response,
-    session: SessionDep,
     organization_id: OrganizationDep,
-    clock: ClockDep,
-    settings: SettingsDep,
 ) -> EmailMessageRead:
+    settings = settings_of(request)  # not dependencies, on the ingest path (api/deps.py)
     message = await service.create_message(
-        session,
+        session_of(request),
         organization_id,
         body,
-        clock.now(),
+        clock_of(request).now(),
         max_attachment_bytes=settings.files.max_message_bytes,
         allowed_domains=settings.server_transport_domains(),
         max_schedule=_max_schedule(settings),
