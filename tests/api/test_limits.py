@@ -1,10 +1,15 @@
-"""Request limits: body size (api/limits.py), recipients and metadata (messages/schemas.py)."""
+"""Request limits: body size and disk reserve (api/limits.py), recipients and metadata
+(messages/schemas.py)."""
 
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
+from postroom.api.limits import DiskReserveMiddleware
 from postroom.auth.service import NewOrganization
 from postroom.messages.schemas import MAX_METADATA_ENTRIES, MAX_RECIPIENTS
 from tests.api.conftest import ApiFactory
@@ -84,3 +89,28 @@ class TestFieldLimits:
         )
         assert response.status_code == 422
         assert response.json()["invalidFields"][0]["field"].startswith("metadata.")
+
+
+class TestDiskReserveReading:
+    """The free space is read once per recheck interval, not on every write."""
+
+    @staticmethod
+    def reserve_of(path: Path, *, room: bool, recheck_seconds: float) -> DiskReserveMiddleware:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            raise AssertionError("not called")
+
+        free = shutil.disk_usage(path).free
+        reserve = 0 if room else free * 2
+        return DiskReserveMiddleware(app, [path], reserve, recheck_seconds=recheck_seconds)
+
+    def test_a_reading_is_kept_until_the_recheck(self, tmp_path: Path) -> None:
+        middleware = self.reserve_of(tmp_path, room=False, recheck_seconds=3600)
+        assert middleware._short()
+        middleware.reserve = 0  # room again, but not read again yet
+        assert middleware._short()
+
+    def test_with_no_recheck_interval_every_write_reads_it(self, tmp_path: Path) -> None:
+        middleware = self.reserve_of(tmp_path, room=False, recheck_seconds=0)
+        assert middleware._short()
+        middleware.reserve = 0
+        assert not middleware._short()

@@ -1,6 +1,6 @@
 """The one list of routers; served at / and again under /organizations/{organizationId}."""
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from postroom.api import health, metrics
 from postroom.api.problems import problem_responses
@@ -24,30 +24,39 @@ from postroom.webhooks.router import tracking as webhook_tracking
 # Every resource route may answer 400 (a NUL in the URL: api/limits.RefuseNulMiddleware) and 422
 # (request validation); declared here so that FastAPI does not document its own 422 shape, which
 # is not what api/problems.py sends.
-resources = APIRouter(responses=problem_responses(400, 422))
-resources.include_router(messages)
-resources.include_router(message_batches)
-resources.include_router(delivery)
-resources.include_router(message_events)
-resources.include_router(credentials)
-resources.include_router(files)
-resources.include_router(attachments)
-resources.include_router(senders)
-resources.include_router(api_keys)
-resources.include_router(organizations)
-resources.include_router(webhooks)
-resources.include_router(webhook_tracking)
-resources.include_router(blocklists)
+RESOURCES = (
+    messages,
+    message_batches,
+    delivery,
+    message_events,
+    credentials,
+    files,
+    attachments,
+    senders,
+    api_keys,
+    organizations,
+    webhooks,
+    webhook_tracking,
+    blocklists,
+)
+RESOURCE_RESPONSES = problem_responses(400, 422)
 
 
 def include_routes(app: FastAPI) -> None:
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(resources)
+    for router in RESOURCES:
+        app.include_router(router, responses=RESOURCE_RESPONSES)
     app.include_router(verifications)
     app.include_router(provider_events)
     app.include_router(unsubscribe)
     app.webhooks.include_router(webhook_events)
     # Rebilly's server URL carries the organization; its SDK puts it in every path. The same
     # operations answer there (api/deps.py checks the id), documented once via `servers`.
-    app.include_router(resources, prefix="/organizations/{organizationId}", include_in_schema=False)
+    for router in RESOURCES:
+        app.include_router(
+            router,
+            prefix="/organizations/{organizationId}",
+            responses=RESOURCE_RESPONSES,
+            include_in_schema=False,
+        )
