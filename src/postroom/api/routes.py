@@ -21,9 +21,8 @@ from postroom.webhooks.router import events as webhook_events
 from postroom.webhooks.router import router as webhooks
 from postroom.webhooks.router import tracking as webhook_tracking
 
-# Every resource route may answer 400 (a NUL in the URL: api/limits.RefuseNulMiddleware) and 422
-# (request validation); declared here so that FastAPI does not document its own 422 shape, which
-# is not what api/problems.py sends.
+# The organization's resources, each router included into the app itself (FastAPI matches a
+# request level by level through routers included in routers).
 RESOURCES = (
     messages,
     message_batches,
@@ -39,6 +38,9 @@ RESOURCES = (
     webhook_tracking,
     blocklists,
 )
+# Every resource route may answer 400 (a NUL in the URL: api/limits.RefuseNulMiddleware) and 422
+# (request validation); declared here so that FastAPI does not document its own 422 shape, which
+# is not what api/problems.py sends.
 RESOURCE_RESPONSES = problem_responses(400, 422)
 
 
