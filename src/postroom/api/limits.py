@@ -113,7 +113,7 @@ class RefuseNulMiddleware:
     """No U+0000 in the path or query of a request. PostgreSQL text cannot hold one, so such an
     id or filter value could match nothing and would reach the database as an error. Checked
     here, before routing, rather than as a dependency of every route (FastAPI solves each at
-    ~12 µs a request, api/deps.py); paths under `exempt_prefix` (the dashboard, which answers
+    ~10 µs a request, api/deps.py); paths under `exempt_prefix` (the dashboard, which answers
     a 400 page of its own) are let through."""
 
     def __init__(self, app: ASGIApp, exempt_prefix: str) -> None:
