@@ -95,22 +95,23 @@ class TestDiskReserveReading:
     """The free space is read once per recheck interval, not on every write."""
 
     @staticmethod
-    def reserve_of(path: Path, *, room: bool, recheck_seconds: float) -> DiskReserveMiddleware:
+    def short_of_room(path: Path, *, recheck_seconds: float) -> DiskReserveMiddleware:
+        """Its reserve more than the disk has free."""
+
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             raise AssertionError("not called")
 
-        free = shutil.disk_usage(path).free
-        reserve = 0 if room else free * 2
+        reserve = shutil.disk_usage(path).free * 2
         return DiskReserveMiddleware(app, [path], reserve, recheck_seconds=recheck_seconds)
 
     def test_a_reading_is_kept_until_the_recheck(self, tmp_path: Path) -> None:
-        middleware = self.reserve_of(tmp_path, room=False, recheck_seconds=3600)
+        middleware = self.short_of_room(tmp_path, recheck_seconds=3600)
         assert middleware._short()
         middleware.reserve = 0  # room again, but not read again yet
         assert middleware._short()
 
     def test_with_no_recheck_interval_every_write_reads_it(self, tmp_path: Path) -> None:
-        middleware = self.reserve_of(tmp_path, room=False, recheck_seconds=0)
+        middleware = self.short_of_room(tmp_path, recheck_seconds=0)
         assert middleware._short()
         middleware.reserve = 0
         assert not middleware._short()

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postroom.api.failures import STORAGE_FULL, Failure, send_problem
+from postroom.errors import BadRequest
 
 
 class BodySizeLimitMiddleware:
@@ -105,7 +106,10 @@ class DiskReserveMiddleware:
 
 
 NUL_IN_URL = Failure(
-    400, "bad-request", "Bad request", "the URL must not contain NUL characters (%00)"
+    BadRequest.status,
+    BadRequest.slug,
+    BadRequest.title,
+    "the URL must not contain NUL characters (%00)",
 )
 
 
