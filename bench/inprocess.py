@@ -6,12 +6,16 @@ alternating, and compare the lowest figures.
 
     python -m bench.inprocess post   # POST /email-messages through the ASGI app
     python -m bench.inprocess smtp   # SmtpTransport.send of the bench's receipt
+    python -m bench.inprocess deliver  # a delivery worker emptying a queued outbox
 
 `post`: postroom's app as `postroom api` makes it, on a fresh migrated PostgreSQL database,
 `--concurrency` callers at once; CPU ms a request of this process (the app and its group
 commit; not PostgreSQL's, not HTTP parsing). `smtp`: the bench's receipt, its MIME built per
 message, sent over 4 connections to the bench's SMTP sink (smtp-sink if installed, else
-aiosmtpd, in a process of its own); CPU µs a message. Another checkout's code:
+aiosmtpd, in a process of its own); CPU µs a message. `deliver`: `run_worker` as `postroom
+worker` runs it (its log lines to a file), on a fresh migrated PostgreSQL database, emptying an
+outbox of `--count` receipts COPYed in before each round, into the same sink; CPU µs a message
+of this process, and PostgreSQL's beside it. Another checkout's code:
 `PYTHONPATH=<checkout>/src python -m bench.inprocess …`.
 """
 
@@ -22,13 +26,16 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from starlette.types import Message
 
 from bench import payload
-from bench.infra import BenchError, fresh_database, postroom_env, processes
+from bench.delivery import copy_outbox, reset
+from bench.infra import BenchError, dsn, fresh_database, postgres_cpu, postroom_env, processes
 from bench.run import organization as new_organization
 from bench.sink import start_sink
 from postroom.app import create_app
@@ -37,16 +44,28 @@ from postroom.core.collector import settle_after_startup
 from postroom.core.ids import new_id
 from postroom.core.logging import configure_logging
 from postroom.delivery.transports.smtp import SmtpConfig, SmtpLimits, SmtpTransport
+from postroom.delivery.worker import run_worker
 from postroom.settings import Settings, load_settings
 
 
 async def _rounds(
-    label: str, unit: str, scale: float, count: int, rounds: int, go: Callable[[], Awaitable[None]]
+    label: str,
+    unit: str,
+    scale: float,
+    count: int,
+    rounds: int,
+    go: Callable[[], Awaitable[None]],
+    prepare: Callable[[], Awaitable[None]] | None = None,
 ) -> list[float]:
-    """`go` once to warm up, then `rounds` times measured: CPU per item, in `unit`."""
+    """`go` once to warm up, then `rounds` times measured: CPU per item, in `unit`. `prepare`,
+    unmeasured, before each `go`."""
+    if prepare is not None:
+        await prepare()
     await go()
     figures = []
     for _ in range(rounds):
+        if prepare is not None:
+            await prepare()
         cpu, wall = time.process_time(), time.perf_counter()
         await go()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -158,9 +177,67 @@ async def smtp(messages: int, rounds: int) -> list[float]:
                 await transport.aclose()
 
 
+async def deliver(messages: int, rounds: int) -> list[float]:
+    async with fresh_database() as database_url:
+        organization = await new_organization(database_url, "inprocess")
+        with tempfile.TemporaryDirectory(prefix="postroom-inprocess-") as scratch:
+            async with processes(Path(scratch)) as group:
+                sink = await start_sink(group)
+                settings = _settings(
+                    postroom_env(
+                        database_url,
+                        Path(scratch),
+                        POSTROOM_SMTP_URL=sink.url,
+                        POSTROOM_DELIVERY__POLL_SECONDS="0.05",
+                    )
+                )
+                log = (Path(scratch) / "worker.log").open("w")
+                kept_stderr = os.dup(2)
+                os.dup2(log.fileno(), 2)  # the worker's log lines, as `postroom worker` writes them
+                configure_logging(settings.log_level, json_lines=settings.log_json)
+                stop = asyncio.Event()
+                worker = asyncio.create_task(run_worker(settings, stop))
+                database = await asyncpg.connect(dsn(database_url))
+                pg_cpu: list[float] = []
+
+                rows: list[tuple[Any, ...]] = []
+
+                async def prepare() -> None:
+                    await reset(database_url)
+                    now = datetime.now(UTC)
+                    rows[:] = payload.outbox_rows(organization.organization_id, messages, now)
+
+                async def go() -> None:
+                    # The COPY's commit makes the messages due: the worker starts on them at once.
+                    await copy_outbox(database_url, organization.organization_id, messages, rows)
+                    before = postgres_cpu()
+                    outbox = "SELECT count(*) FROM delivery_queue"
+                    while await database.fetchval(outbox):
+                        if worker.done():
+                            raise BenchError("the worker stopped; see its log")
+                        await asyncio.sleep(0.05)
+                    pg_cpu.append((postgres_cpu() - before) * 1e6 / messages)
+
+                try:
+                    figures = await _rounds(
+                        f"deliver ({sink.name})", "µs a message", 1e6, messages, rounds, go, prepare
+                    )
+                finally:
+                    stop.set()
+                    await worker
+                    await database.close()
+                    os.dup2(kept_stderr, 2)
+                    log.close()
+                print(
+                    "PostgreSQL µs a message: " + " ".join(f"{f:.0f}" for f in pg_cpu[1:]),
+                    flush=True,
+                )
+                return figures
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__)
-    parser.add_argument("path", choices=["post", "smtp"])
+    parser.add_argument("path", choices=["post", "smtp", "deliver"])
     parser.add_argument("--count", type=int, help="requests or messages a round")
     parser.add_argument("--concurrency", type=int, default=50, help="post: callers at once")
     parser.add_argument("--rounds", type=int, default=3)
@@ -169,8 +246,10 @@ def main(argv: list[str] | None = None) -> None:
         figures = event_loop.run(
             post(args.count or 3000, args.concurrency, args.rounds, as_served=True)
         )
-    else:
+    elif args.path == "smtp":
         figures = event_loop.run(smtp(args.count or 4000, args.rounds))
+    else:
+        figures = event_loop.run(deliver(args.count or 10_000, args.rounds))
     print(f"lowest: {min(figures):.3f}", flush=True)
 
 
