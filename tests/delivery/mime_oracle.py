@@ -60,3 +60,12 @@ def parse(data: bytes) -> EmailMessage:
     )
     assert isinstance(mail, EmailMessage)
     return mail
+
+
+def parse_bodies(data: bytes) -> EmailMessage:
+    """A built message read back from bytes, for its bodies: an 8bit body is UTF-8 bytes, which
+    only a bytes parse decodes by its charset (a text parse mangles it). Its headers, when they
+    hold UTF-8 (SMTPUTF8), are read with `parse`."""
+    mail = message_from_bytes(data.replace(b"\r\n", b"\n"), policy=default)
+    assert isinstance(mail, EmailMessage)
+    return mail

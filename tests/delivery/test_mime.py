@@ -93,3 +93,29 @@ class TestMimeStream:
         [part] = mail.iter_attachments()
         assert part["Bcc"] is None
         assert mail["Bcc"] is None
+
+
+class TestEightBit:
+    @pytest.mark.parametrize(
+        ("text", "encoding"),
+        [
+            ("Hello", "7bit"),
+            ("Zoë", "8bit"),
+            ("€" * 332, "8bit"),  # 996 octets
+            ("€" * 333, "quoted-printable"),  # 999 octets: over RFC 5322's line limit
+            ("Zoë\x0b", "quoted-printable"),  # a control character is not text
+        ],
+    )
+    def test_text_is_8bit_only_where_lines_fit_and_the_server_allows(
+        self, text: str, encoding: str
+    ) -> None:
+        message = replace(_message(), text=text)
+        with MimeStream(message, eight_bit=True) as stream:
+            data = b"".join(stream)
+        plain = message_from_bytes(data.replace(b"\r\n", b"\n"), policy=policy.default)
+        body = plain.get_body(("plain",))
+        assert isinstance(body, EmailMessage)
+        assert body["Content-Transfer-Encoding"] == encoding
+        assert body.get_content() == text + "\n"
+        assert stream.eight_bit == (encoding == "8bit")
+        assert MimeStream(message).eight_bit is False

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from postroom.core.control_characters import header_text, secret_text
-from postroom.delivery.mime import AttachmentFile, OutgoingMessage, build_mime
+from postroom.delivery.mime import AttachmentFile, MimeStream, OutgoingMessage
 from postroom.messages.schemas import EmailAddress
-from tests.delivery.mime_oracle import parse
+from tests.delivery.mime_oracle import parse, parse_bodies
 
 _address = TypeAdapter(EmailAddress)
 
@@ -115,6 +115,7 @@ def _expected_body(text: str) -> str:
     text=_bodies,
     html=_bodies,
     attachments=_attachments,
+    eight_bit=st.booleans(),
 )
 def test_what_goes_in_comes_out(
     sender: str,
@@ -126,7 +127,10 @@ def test_what_goes_in_comes_out(
     text: str,
     html: str,
     attachments: list[tuple[str, str, bytes]],
+    eight_bit: bool,
 ) -> None:
+    """`eight_bit`: as built for a server that announced 8BITMIME (text bodies as 8bit UTF-8
+    where they are not 7-bit); without, as build_mime builds it (7-bit clean)."""
     with tempfile.TemporaryDirectory() as directory:
         files = []
         for index, (filename, content_type, content) in enumerate(attachments):
@@ -146,11 +150,13 @@ def test_what_goes_in_comes_out(
             sender_name=sender_name,
             attachments=tuple(files),
         )
-        data = build_mime(message)
+        with MimeStream(message, eight_bit=eight_bit) as stream:
+            data = b"".join(stream)
 
     assert b"\r" not in data.replace(b"\r\n", b"") and b"\n" not in data.replace(b"\r\n", b"")
     assert max(len(line) for line in data.split(b"\r\n")) <= 998
-    assert data.isascii() or message.needs_smtputf8
+    assert data.isascii() or message.needs_smtputf8 or stream.eight_bit
+    assert stream.eight_bit <= eight_bit
 
     mail = parse(data)
     [from_] = mail["From"].addresses
@@ -165,7 +171,8 @@ def test_what_goes_in_comes_out(
 
     expected_type = "multipart/mixed" if attachments else "multipart/alternative"
     assert mail.get_content_type() == expected_type
-    plain, rich = mail.get_body(("plain",)), mail.get_body(("html",))
+    bodies = parse_bodies(data)
+    plain, rich = bodies.get_body(("plain",)), bodies.get_body(("html",))
     assert plain is not None and rich is not None
     assert plain.get_content() == _expected_body(text)
     assert rich.get_content() == _expected_body(html)
@@ -176,6 +183,6 @@ def test_what_goes_in_comes_out(
             part.get_content_type(),
             part.get_payload(decode=True),
         )
-        for part in mail.iter_attachments()
+        for part in bodies.iter_attachments()
     ]
     assert got == attachments
