@@ -31,9 +31,12 @@ class DeliverySettings(BaseModel):
     """How the worker claims, sends and retries (POSTROOM_DELIVERY__<FIELD>)."""
 
     # A claim and a record cost about the same for 1 message as for 100 (bench/RESULTS.md).
+    # One key's share covers a claim's round trips at full speed: with 40 (claims of 20 at half
+    # a share), one busy key's sends ran dry during most claims; with 80 of 400 a silent server
+    # still holds a fifth of the worker, as 40 of 200 did.
     batch_size: int = Field(100, ge=1, le=1000, description="messages claimed in one go")
     batches_in_flight: int = Field(
-        2,
+        4,
         ge=1,
         le=16,
         description="a worker holds at most batches_in_flight * batch_size messages claimed and "
@@ -41,7 +44,7 @@ class DeliverySettings(BaseModel):
         "send up to this many batches twice",
     )
     in_flight_per_key: int = Field(
-        40,
+        80,
         ge=1,
         description="messages of one organization through one credential (or through the "
         "server-wide transport) a worker is sending at once, at most: a slow or "
