@@ -39,7 +39,7 @@ from postroom.files import service as files
 from postroom.files.blobstore import BlobStorage
 from postroom.files.service import FileContent
 from postroom.messages import service as messages
-from postroom.messages.models import EmailMessage, MessageStatus
+from postroom.messages.models import MessageStatus
 from postroom.settings import DeliverySettings
 from postroom.webhooks import service as webhooks
 from postroom.webhooks.events import EventToEmit, EventType
@@ -88,7 +88,7 @@ class Claim:
 
 
 def _attachments(
-    message: EmailMessage, found: dict[str, FileContent]
+    message: messages.MessageToSend, found: dict[str, FileContent]
 ) -> tuple[AttachmentFile, ...] | str:
     """The message's attachments as files to send, or why they cannot be sent."""
     attached: list[AttachmentFile] = []
@@ -104,7 +104,7 @@ def _attachments(
     return tuple(attached)
 
 
-def _unsubscribe_headers(message: EmailMessage, url: str | None) -> dict[str, str]:
+def _unsubscribe_headers(message: messages.MessageToSend, url: str | None) -> dict[str, str]:
     """RFC 8058's pair, when the message has an unsubscribe URL (its own, or `url`: hosted)."""
     url = message.unsubscribe_url or url
     if not url:
@@ -113,7 +113,7 @@ def _unsubscribe_headers(message: EmailMessage, url: str | None) -> dict[str, st
 
 
 def _hosted_unsubscribe(
-    box: SecretBox, message: EmailMessage, public_url: str | None
+    box: SecretBox, message: messages.MessageToSend, public_url: str | None
 ) -> str | None:
     if not message.hosted_unsubscribe or not public_url:
         return None
@@ -121,7 +121,7 @@ def _hosted_unsubscribe(
 
 
 def _outgoing(
-    message: EmailMessage,
+    message: messages.MessageToSend,
     attachments: tuple[AttachmentFile, ...],
     return_path: str | None,
     unsubscribe_url: str | None = None,
@@ -146,13 +146,13 @@ def _outgoing(
     )
 
 
-def _credential_id(message: EmailMessage) -> str | None:
+def _credential_id(message: messages.MessageToSend) -> str | None:
     """The credential the message names, or else the one its delivery setting named."""
     return message.credential_hash or message.sender_credential_id
 
 
 def _refusal(
-    message: EmailMessage,
+    message: messages.MessageToSend,
     attempt: int,
     interrupted: set[str],
     credential: DeliveryCredential | None,
@@ -217,7 +217,7 @@ async def claim(
     # Only a message claimed before can have an attempt its worker left open.
     again = [c.message_id for c in claimed if c.attempt_count > 1]
     interrupted = await repository.close_interrupted_attempts(session, again, now)
-    found_messages = await messages.messages_for_delivery(session, ids)
+    found_messages = await messages.messages_to_send(session, ids)
     # A queue row whose message left `outbox` by other means (an operator's SQL) sends nothing.
     stale = [
         c
@@ -233,7 +233,7 @@ async def claim(
     }
     attached_files = await files.load_for_delivery(session, file_ids, blobs)
 
-    ready: list[tuple[EmailMessage, repository.Claimed, DeliveryCredential | None]] = []
+    ready: list[tuple[messages.MessageToSend, repository.Claimed, DeliveryCredential | None]] = []
     attachments_of: dict[str, tuple[AttachmentFile, ...]] = {}
     refused: list[messages.DeliveryAnswer] = []
     for message, claimed_row in claims:
@@ -323,7 +323,7 @@ async def claim(
 
 
 def _suppress(
-    ready: Sequence[tuple[EmailMessage, repository.Claimed, DeliveryCredential | None]],
+    ready: Sequence[tuple[messages.MessageToSend, repository.Claimed, DeliveryCredential | None]],
     left_out: Mapping[str, list[str]],
     now: datetime,
     worker: str,
@@ -418,7 +418,7 @@ async def _emit(
 
 async def _pace(
     session: AsyncSession,
-    ready: list[tuple[EmailMessage, DeliveryCredential | None]],
+    ready: list[tuple[messages.MessageToSend, DeliveryCredential | None]],
     *,
     clock: Clock | None,
     now: datetime,
@@ -427,7 +427,7 @@ async def _pace(
 ) -> tuple[dict[str, datetime], dict[str, dict[str, Any]]]:
     """Send slots for the messages of rate-limited credentials (delivery/pacing.py): the slot of
     each message kept, and the release row of each one that goes back to the queue."""
-    paced: dict[str, list[EmailMessage]] = {}
+    paced: dict[str, list[messages.MessageToSend]] = {}
     rates: dict[str, float] = {}
     for message, credential in ready:
         if credential is not None and credential.max_send_rate:
@@ -437,18 +437,18 @@ async def _pace(
     released: dict[str, dict[str, Any]] = {}
     # In id order, so that concurrent claims lock pacing rows in one order and cannot deadlock.
     for credential_id in sorted(paced):
-        messages = paced[credential_id]
+        theirs = paced[credential_id]
         next_free = await repository.lock_pacing(session, credential_id, now)
         plan = plan_slots(
             next_free,
             clock.now() if clock is not None else now,
             rates[credential_id],
-            len(messages),
+            len(theirs),
             settings.pacing_horizon_seconds,
         )
         await repository.set_pacing(session, credential_id, plan.next_free)
-        slots.update((m.id, slot) for m, slot in zip(messages, plan.slots, strict=False))
-        for message, due in zip(messages[len(plan.slots) :], plan.later, strict=True):
+        slots.update((m.id, slot) for m, slot in zip(theirs, plan.slots, strict=False))
+        for message, due in zip(theirs[len(plan.slots) :], plan.later, strict=True):
             released[message.id] = {"b_id": message.id, "b_token": token, "b_due_at": due}
     return slots, released
 
@@ -681,7 +681,9 @@ async def raw_source(
 ) -> bytes:
     """The message as delivery builds it (RFC 5322, attachments included): its .eml. 409 when an
     attached file is gone."""
-    message = await messages.get_message(session, organization_id, message_id)  # 404 unless theirs
+    message = messages.MessageToSend.of(
+        await messages.get_message(session, organization_id, message_id)  # 404 unless theirs
+    )
     file_ids = {f for a in message.attachments if (f := files.attached_file_id(a)) is not None}
     attachments = _attachments(message, await files.load_for_delivery(session, file_ids, blobs))
     if isinstance(attachments, str):

@@ -9,15 +9,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.blocklists import service as blocklists
 from postroom.delivery.mime import OutgoingMessage
-from postroom.messages.models import EmailMessage
+from postroom.messages.service import MessageToSend
 
 
-def recipients(message: EmailMessage) -> list[str]:
+def recipients(message: MessageToSend) -> list[str]:
     return [*message.to_addresses, *message.cc_addresses, *message.bcc_addresses]
 
 
 async def blocked_recipients(
-    session: AsyncSession, claimed: Sequence[EmailMessage], now: datetime
+    session: AsyncSession, claimed: Sequence[MessageToSend], now: datetime
 ) -> dict[str, list[str]]:
     """The recipients of each message the blocklist leaves out now, by message id (only
     messages with some)."""
@@ -47,5 +47,5 @@ def without(message: OutgoingMessage, left_out: Collection[str]) -> OutgoingMess
     )
 
 
-def nothing_left(message: EmailMessage, left_out: Collection[str]) -> bool:
+def nothing_left(message: MessageToSend, left_out: Collection[str]) -> bool:
     return all(a in left_out for a in recipients(message))

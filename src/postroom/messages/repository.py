@@ -1,5 +1,6 @@
 """SQL for email messages, scoped to an organization in every statement."""
 
+import functools
 import random
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
@@ -269,6 +270,32 @@ async def get_many(
         stmt = stmt.execution_options(populate_existing=True)
     found = await session.scalars(stmt, parameters)
     return list(found.all())
+
+
+async def rows_to_send(
+    session: AsyncSession, message_ids: Collection[str], attributes: Sequence[str]
+) -> Sequence[Sequence[Any]]:
+    """The messages of these ids as rows of the model's `attributes` (their columns' values),
+    with asyncpg's own prepared statement on PostgreSQL."""
+    if not message_ids:
+        return []
+    columns = [_column_of[attribute] for attribute in attributes]
+    prepared = await driver(session)
+    if prepared is not None:
+        return await prepared.fetch(_rows_to_send_sql(tuple(columns)), (list(message_ids),))
+    statement = select(*(_table.c[name] for name in columns))
+    return (await session.execute(statement.where(_table.c.id.in_(message_ids)))).all()
+
+
+# Attribute name -> column name (the two differ for `metadata_`).
+_column_of = {
+    attribute: column.name for attribute, column in sa_inspect(EmailMessage).columns.items()
+}
+
+
+@functools.cache
+def _rows_to_send_sql(columns: tuple[str, ...]) -> str:
+    return f"SELECT {', '.join(columns)} FROM email_messages WHERE id = ANY($1::varchar[])"  # noqa: S608 (column names, no value)
 
 
 _ids_parameter = bindparam("ids", type_=postgresql.ARRAY(String))

@@ -330,6 +330,48 @@ async def delete_message(session: AsyncSession, organization_id: str, message_id
     await repository.change_counts(session, {(organization_id, status): -1})
 
 
+@dataclass(frozen=True, slots=True)
+class MessageToSend:
+    """A message as delivery reads it to send it: the columns it sends and checks, under the
+    model's attribute names, as plain values (no ORM instance: loading a claim's messages as
+    ORM objects cost ~1.5 ms of CPU a claim of 40, a third of the claim)."""
+
+    id: str
+    organization_id: str
+    status: str
+    from_address: str
+    to_addresses: list[str]
+    cc_addresses: list[str]
+    bcc_addresses: list[str]
+    subject: str
+    text: str
+    html: str
+    metadata_: dict[str, str] | None
+    attachments: list[dict[str, str]]
+    credential_hash: str | None
+    sender_name: str | None
+    sender_credential_id: str | None
+    initiated_at: datetime | None
+    scheduled_at: datetime | None
+    reply_to: list[str] | None
+    headers: dict[str, str] | None
+    unsubscribe_url: str | None
+    hosted_unsubscribe: bool | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, message: EmailMessage) -> "MessageToSend":
+        return cls(*(getattr(message, name) for name in cls.__slots__))
+
+
+async def messages_to_send(
+    session: AsyncSession, message_ids: Collection[str]
+) -> dict[str, MessageToSend]:
+    """The messages of these ids (any organization's: the caller holds their queue leases)."""
+    rows = await repository.rows_to_send(session, message_ids, MessageToSend.__slots__)
+    return {row[0]: MessageToSend(*row) for row in rows}
+
+
 async def messages_for_delivery(
     session: AsyncSession, message_ids: Collection[str]
 ) -> dict[str, EmailMessage]:
