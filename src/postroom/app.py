@@ -43,8 +43,13 @@ from postroom.delivery.worker import EmbeddedWorker
 from postroom.messages import service as messages
 from postroom.settings import Settings, load_settings
 
-# Database connections an API process holds at most (PostgreSQL).
+# Database connections an API process holds at most for its requests (PostgreSQL).
 API_CONNECTIONS = 20
+# Groups of new messages written at once (PostgreSQL; SQLite has one writer at a time): with one,
+# every request of a busy process waited for the group being committed and the process sat idle
+# through the commit's disk flush; with two, the next group is written meanwhile (ingest
+# 1,144 -> 1,492 requests/s in one run; three gave 1,352).
+GROUP_COMMIT_WRITERS = 2
 
 DESCRIPTION = """\
 Transactional email with a REST API wire-compatible with Rebilly's email messages.
@@ -74,16 +79,22 @@ def create_app(
         # At most 20 connections, as with 10 kept and 10 more while busy, but all of them kept:
         # under load the extra 10 were closed and opened again all the time, and a new asyncpg
         # connection costs a few ms of CPU (TLS attempt, authentication, type codecs).
-        # One more for the group commit of new messages, which requests wait for.
+        # Two more for the group commit of new messages, which requests wait for.
         engine = create_engine(
-            settings.resolved_database_url, pool_size=API_CONNECTIONS + 1, max_overflow=0
+            settings.resolved_database_url,
+            pool_size=API_CONNECTIONS + GROUP_COMMIT_WRITERS,
+            max_overflow=0,
         )
         app.state.engine = engine
         # SQLite's writers wait for each other in the database (BEGIN IMMEDIATE) anyway.
         app.state.connection_gate = None if is_sqlite(engine) else ConnectionGate(API_CONNECTIONS)
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_sessionmaker(reading(engine))
-        app.state.message_group = GroupCommit(app.state.sessionmaker, messages.store_new_messages)
+        app.state.message_group = GroupCommit(
+            app.state.sessionmaker,
+            messages.store_new_messages,
+            writers=1 if is_sqlite(engine) else GROUP_COMMIT_WRITERS,
+        )
         app.state.rate_limiter = RateLimiter(settings.limits)
         worker = EmbeddedWorker(settings, clock, on_worker_death) if embedded_worker else None
         app.state.embedded_worker = worker

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from postroom.db.group_commit import GroupCommit
+from tests.databases import BACKEND
 
 
 class Recorder:
@@ -99,3 +100,44 @@ async def test_an_idle_writer_starts_again(probe: async_sessionmaker[AsyncSessio
     await group.submit("last")
     assert all(len(rows) <= 2 for rows in write.groups)
     assert await _stored(probe) == {"one", "last", *(f"n{n}" for n in range(5))}
+
+
+@pytest.mark.skipif(
+    BACKEND != "postgresql", reason="one writer at a time on SQLite (the app gives it one)"
+)
+async def test_with_two_writers_the_next_group_is_written_while_one_waits(
+    probe: async_sessionmaker[AsyncSession],
+) -> None:
+    """Rows that come while a group waits for its commit go out in a second transaction at
+    once; with both writers busy, the rest wait for one of them."""
+    write = Recorder()
+    held: list[asyncio.Event] = [asyncio.Event(), asyncio.Event()]
+    writing = [asyncio.Event(), asyncio.Event()]
+
+    async def held_twice(session: AsyncSession, rows: Sequence[str]) -> None:
+        await write(session, rows)
+        index = len(write.groups) - 1
+        if index < 2:
+            writing[index].set()
+            await held[index].wait()
+
+    group = GroupCommit(probe, held_twice, writers=2)
+    first = asyncio.create_task(group.submit("first"))
+    await writing[0].wait()
+    second = asyncio.create_task(group.submit("second"))
+    # Written beside the first, not after it (the bound only keeps a regression from hanging).
+    await asyncio.wait_for(writing[1].wait(), 10)
+    rest = [asyncio.create_task(group.submit(f"rest-{n}")) for n in range(3)]
+    await asyncio.sleep(0.01)
+    assert write.groups == [["first"], ["second"]]
+    assert not any(task.done() for task in [first, second, *rest])
+    held[1].set()
+    await asyncio.gather(second, *rest)
+    assert not first.done()
+    held[0].set()
+    await first
+    assert write.groups == [["first"], ["second"], [f"rest-{n}" for n in range(3)]]
+    assert await _stored(probe) == {"first", "second", "rest-0", "rest-1", "rest-2"}
+    # Both writers have ended: a row handed over now starts one again.
+    await group.submit("again")
+    assert write.groups[-1] == ["again"]

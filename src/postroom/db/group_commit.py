@@ -6,6 +6,9 @@ and the database's CPU. Under load, many requests are waiting for that at the sa
 `GroupCommit` takes their rows as they come and writes all that arrived while the previous group
 was being written in a single transaction, then answers every one of them: nobody is answered
 before its row is committed, and an idle server writes each row at once, with no wait added.
+With `writers` above one, that many groups may be written at once, each in its own transaction
+(on its own connection): rows that come while one group waits for its commit go out in the next
+at once, so that the process has requests to work on through the other's disk flush.
 
 If a group's transaction fails, each of its rows is written again alone, so that one row's error
 (a constraint, say) is that row's only and the others are stored.
@@ -25,7 +28,8 @@ MAX_GROUP = 500
 
 class GroupCommit(Generic[T]):
     """`write(session, rows)` writes rows inside the session's transaction, which commits
-    after it; `submit(row)` returns once `row` is committed, or raises what writing it raised."""
+    after it; `submit(row)` returns once `row` is committed, or raises what writing it raised.
+    At most `writers` groups are being written at any time."""
 
     def __init__(
         self,
@@ -33,18 +37,24 @@ class GroupCommit(Generic[T]):
         write: Callable[[AsyncSession, Sequence[T]], Awaitable[None]],
         *,
         max_group: int = MAX_GROUP,
+        writers: int = 1,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._write = write
         self._max_group = max_group
         self._waiting: list[tuple[T, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._max_writers = writers
+        self._writing = 0  # writers under way, counted down as each one ends (not a callback later)
+        self._tasks: set[asyncio.Task[None]] = set()  # referenced until done
 
     async def submit(self, row: T) -> None:
         done = asyncio.get_running_loop().create_future()
         self._waiting.append((row, done))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_waiting())
+        if self._writing < self._max_writers:
+            self._writing += 1
+            writer = asyncio.create_task(self._write_waiting())
+            self._tasks.add(writer)
+            writer.add_done_callback(self._tasks.discard)
         await done
 
     async def _write_waiting(self) -> None:
@@ -60,7 +70,7 @@ class GroupCommit(Generic[T]):
             self._waiting.clear()
             raise
         finally:
-            self._writer = None
+            self._writing -= 1
 
     async def _write_group(self, group: list[tuple[T, "asyncio.Future[None]"]]) -> None:
         try:
