@@ -168,6 +168,7 @@ def worker(
             loop.add_signal_handler(signum, stop.set)
         await run_worker(settings, stop)
 
+    settle_after_startup()
     try:
         event_loop.run(main())
     except Exception as error:
