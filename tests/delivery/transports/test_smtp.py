@@ -54,18 +54,20 @@ def _message(text: str, *, to: tuple[str, ...] = ("to@example.com",)) -> Outgoin
     )
 
 
-def _transport(port: int) -> SmtpTransport:
-    return SmtpTransport(SmtpConfig(host="127.0.0.1", port=port), SmtpLimits(connections=1))
+async def _send(port: int, *messages: OutgoingMessage) -> None:
+    """Each message in turn, on one pooled connection, closed at the end."""
+    transport = SmtpTransport(SmtpConfig(host="127.0.0.1", port=port), SmtpLimits(connections=1))
+    try:
+        for message in messages:
+            await transport.send(message)
+    finally:
+        await transport.aclose()
 
 
 class TestEightBitBodies:
     async def test_a_server_with_8bitmime_gets_utf8_text_as_8bit_and_body_declared(self) -> None:
         with smtp_server() as smtp:
-            transport = _transport(smtp.port)
-            try:
-                await transport.send(_message("Hello Zoë, your total is € 215.00"))
-            finally:
-                await transport.aclose()
+            await _send(smtp.port, _message("Hello Zoë, your total is € 215.00"))
             [received] = smtp.received
         assert "BODY=8BITMIME" in received.mail_options
         assert "Hello Zoë, your total is € 215.00\r\n".encode() in received.data
@@ -75,22 +77,14 @@ class TestEightBitBodies:
 
     async def test_ascii_text_is_7bit_and_the_body_not_declared(self) -> None:
         with smtp_server() as smtp:
-            transport = _transport(smtp.port)
-            try:
-                await transport.send(_message("Hello, your total is EUR 215.00"))
-            finally:
-                await transport.aclose()
+            await _send(smtp.port, _message("Hello, your total is EUR 215.00"))
             [received] = smtp.received
         assert "BODY=8BITMIME" not in received.mail_options
         assert received.data.isascii()
 
     async def test_a_server_without_8bitmime_gets_quoted_printable(self) -> None:
         async with hostile_server() as server:  # its EHLO announces no extension
-            transport = _transport(server.port)
-            try:
-                await transport.send(_message("Hello Zoë"))
-            finally:
-                await transport.aclose()
+            await _send(server.port, _message("Hello Zoë"))
         [content] = server.messages
         assert content.isascii()
         plain = parse_bodies(content).get_body(("plain",))
@@ -102,16 +96,12 @@ class TestEnvelope:
     @pytest.mark.parametrize(
         "recipient", ["to@example.com\r\nRCPT TO:<other@example.com>", "to@example.com> X=1", ""]
     )
-    async def test_an_address_a_command_line_cannot_carry_is_refused_before_any_command(
+    async def test_an_address_a_command_line_cannot_carry_is_refused_and_nothing_sent(
         self, recipient: str
     ) -> None:
         with smtp_server() as smtp:
-            transport = _transport(smtp.port)
-            try:
-                with pytest.raises(PermanentError, match="envelope address"):
-                    await transport.send(_message("Hello", to=(recipient,)))
-                await transport.send(_message("Hello"))
-            finally:
-                await transport.aclose()
+            with pytest.raises(PermanentError, match="envelope address"):
+                await _send(smtp.port, _message("Hello", to=(recipient,)))
+            await _send(smtp.port, _message("Hello"))
             [received] = smtp.received
         assert received.rcpt_tos == ["to@example.com"]
