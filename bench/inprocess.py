@@ -25,7 +25,8 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from bench.infra import BenchError, dsn, fresh_database, postgres_cpu, postroom_
 from bench.run import organization as new_organization
 from bench.sink import start_sink
 from postroom.app import create_app
+from postroom.auth.service import NewOrganization
 from postroom.core import event_loop
 from postroom.core.collector import settle_after_startup
 from postroom.core.ids import new_id
@@ -177,7 +179,9 @@ async def smtp(messages: int, rounds: int) -> list[float]:
                 await transport.aclose()
 
 
-async def deliver(messages: int, rounds: int) -> list[float]:
+async def deliver(messages: int, rounds: int, *, as_served: bool = False) -> list[float]:
+    """`as_served`: the process set up as `postroom worker` sets itself up (its JSON log lines,
+    here to a file, and its GC settled after startup); a test leaves its own process alone."""
     async with fresh_database() as database_url:
         organization = await new_organization(database_url, "inprocess")
         with tempfile.TemporaryDirectory(prefix="postroom-inprocess-") as scratch:
@@ -191,48 +195,70 @@ async def deliver(messages: int, rounds: int) -> list[float]:
                         POSTROOM_DELIVERY__POLL_SECONDS="0.05",
                     )
                 )
-                log = (Path(scratch) / "worker.log").open("w")
-                kept_stderr = os.dup(2)
-                os.dup2(log.fileno(), 2)  # the worker's log lines, as `postroom worker` writes them
-                configure_logging(settings.log_level, json_lines=settings.log_json)
-                stop = asyncio.Event()
-                worker = asyncio.create_task(run_worker(settings, stop))
-                database = await asyncpg.connect(dsn(database_url))
-                pg_cpu: list[float] = []
-
-                rows: list[tuple[Any, ...]] = []
-
-                async def prepare() -> None:
-                    await reset(database_url)
-                    now = datetime.now(UTC)
-                    rows[:] = payload.outbox_rows(organization.organization_id, messages, now)
-
-                async def go() -> None:
-                    # The COPY's commit makes the messages due: the worker starts on them at once.
-                    await copy_outbox(database_url, organization.organization_id, messages, rows)
-                    before = postgres_cpu()
-                    outbox = "SELECT count(*) FROM delivery_queue"
-                    while await database.fetchval(outbox):
-                        if worker.done():
-                            raise BenchError("the worker stopped; see its log")
-                        await asyncio.sleep(0.05)
-                    pg_cpu.append((postgres_cpu() - before) * 1e6 / messages)
-
-                try:
-                    figures = await _rounds(
-                        f"deliver ({sink.name})", "µs a message", 1e6, messages, rounds, go, prepare
+                with _logs_to(Path(scratch) / "worker.log", settings, enabled=as_served):
+                    return await _deliver_rounds(
+                        settings, database_url, organization, sink.name, messages, rounds
                     )
-                finally:
-                    stop.set()
-                    await worker
-                    await database.close()
-                    os.dup2(kept_stderr, 2)
-                    log.close()
-                print(
-                    "PostgreSQL µs a message: " + " ".join(f"{f:.0f}" for f in pg_cpu[1:]),
-                    flush=True,
-                )
-                return figures
+
+
+@contextmanager
+def _logs_to(path: Path, settings: Settings, *, enabled: bool) -> Iterator[None]:
+    """This process's stderr (fd 2) into `path` and its logging as `postroom worker` sets it up,
+    its GC settled, until the block ends (stderr given back); nothing if not `enabled`."""
+    if not enabled:
+        yield
+        return
+    with path.open("w") as log:
+        kept_stderr = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            configure_logging(settings.log_level, json_lines=settings.log_json)
+            settle_after_startup()
+            yield
+        finally:
+            os.dup2(kept_stderr, 2)
+            os.close(kept_stderr)
+
+
+async def _deliver_rounds(
+    settings: Settings,
+    database_url: str,
+    organization: NewOrganization,
+    sink_name: str,
+    messages: int,
+    rounds: int,
+) -> list[float]:
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, stop))
+    database = await asyncpg.connect(dsn(database_url))
+    pg_cpu: list[float] = []
+    rows: list[tuple[Any, ...]] = []
+
+    async def prepare() -> None:
+        await reset(database_url)
+        now = datetime.now(UTC)
+        rows[:] = payload.outbox_rows(organization.organization_id, messages, now)
+
+    async def go() -> None:
+        # The COPY's commit makes the messages due: the worker starts on them at once.
+        await copy_outbox(database_url, organization.organization_id, messages, rows)
+        before = postgres_cpu()
+        while await database.fetchval("SELECT count(*) FROM delivery_queue"):
+            if worker.done():
+                raise BenchError("the worker stopped; see its log")
+            await asyncio.sleep(0.05)
+        pg_cpu.append((postgres_cpu() - before) * 1e6 / messages)
+
+    try:
+        figures = await _rounds(
+            f"deliver ({sink_name})", "µs a message", 1e6, messages, rounds, go, prepare
+        )
+    finally:
+        stop.set()
+        await worker
+        await database.close()
+    print("PostgreSQL µs a message: " + " ".join(f"{f:.0f}" for f in pg_cpu[1:]), flush=True)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -249,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.path == "smtp":
         figures = event_loop.run(smtp(args.count or 4000, args.rounds))
     else:
-        figures = event_loop.run(deliver(args.count or 10_000, args.rounds))
+        figures = event_loop.run(deliver(args.count or 10_000, args.rounds, as_served=True))
     print(f"lowest: {min(figures):.3f}", flush=True)
 
 

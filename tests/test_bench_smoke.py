@@ -95,8 +95,11 @@ async def test_every_section_runs_and_every_message_is_delivered(
 async def test_the_in_process_measures_run(
     databases: DatabaseFactory,  # PostgreSQL answers (or the run is skipped, or fails in CI)
 ) -> None:
-    # post() fails unless every POST was answered 201; smtp() unless every send was accepted.
+    # post() fails unless every POST was answered 201; smtp() unless every send was accepted;
+    # deliver() unless the worker emptied the queue.
     figures = await inprocess.post(requests=20, concurrency=4, rounds=2)
     assert len(figures) == 2 and all(f > 0 for f in figures)
     figures = await inprocess.smtp(messages=20, rounds=2)
+    assert len(figures) == 2 and all(f > 0 for f in figures)
+    figures = await inprocess.deliver(messages=20, rounds=2)
     assert len(figures) == 2 and all(f > 0 for f in figures)
