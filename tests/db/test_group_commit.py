@@ -113,13 +113,19 @@ async def test_with_two_writers_the_next_group_is_written_while_one_waits(
     write = Recorder()
     held: list[asyncio.Event] = [asyncio.Event(), asyncio.Event()]
     writing = [asyncio.Event(), asyncio.Event()]
+    at_once = [0, 0]  # groups being written now, and the most there ever were
 
     async def held_twice(session: AsyncSession, rows: Sequence[str]) -> None:
-        await write(session, rows)
-        index = len(write.groups) - 1
-        if index < 2:
-            writing[index].set()
-            await held[index].wait()
+        at_once[0] += 1
+        at_once[1] = max(at_once)
+        try:
+            await write(session, rows)
+            index = len(write.groups) - 1
+            if index < 2:
+                writing[index].set()
+                await held[index].wait()
+        finally:
+            at_once[0] -= 1
 
     group = GroupCommit(probe, held_twice, writers=2)
     first = asyncio.create_task(group.submit("first"))
@@ -128,7 +134,7 @@ async def test_with_two_writers_the_next_group_is_written_while_one_waits(
     # Written beside the first, not after it (the bound only keeps a regression from hanging).
     await asyncio.wait_for(writing[1].wait(), 10)
     rest = [asyncio.create_task(group.submit(f"rest-{n}")) for n in range(3)]
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # the rest hand their rows over, and find both writers busy
     assert write.groups == [["first"], ["second"]]
     assert not any(task.done() for task in [first, second, *rest])
     held[1].set()
@@ -137,6 +143,7 @@ async def test_with_two_writers_the_next_group_is_written_while_one_waits(
     held[0].set()
     await first
     assert write.groups == [["first"], ["second"], [f"rest-{n}" for n in range(3)]]
+    assert at_once[1] == 2  # never a third writer
     assert await _stored(probe) == {"first", "second", "rest-0", "rest-1", "rest-2"}
     # Both writers have ended: a row handed over now starts one again.
     await group.submit("again")

@@ -54,12 +54,11 @@ def _message(text: str, *, to: tuple[str, ...] = ("to@example.com",)) -> Outgoin
     )
 
 
-async def _send(port: int, *messages: OutgoingMessage) -> None:
-    """Each message in turn, on one pooled connection, closed at the end."""
+async def _send(port: int, message: OutgoingMessage) -> None:
+    """The message through a transport of its own, closed after."""
     transport = SmtpTransport(SmtpConfig(host="127.0.0.1", port=port), SmtpLimits(connections=1))
     try:
-        for message in messages:
-            await transport.send(message)
+        await transport.send(message)
     finally:
         await transport.aclose()
 
