@@ -3,7 +3,9 @@ Never a body, a header value or a key."""
 
 import logging
 import time
+from functools import lru_cache
 
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postroom.core.metrics import REQUEST_SECONDS, REQUESTS
@@ -30,8 +32,9 @@ class RequestLogMiddleware:
             route = scope.get("route")
             # The route's template, not the path: ids would make every path its own series.
             template = getattr(route, "path", "unmatched")
-            REQUESTS.labels(scope["method"], template, str(status)).inc()
-            REQUEST_SECONDS.labels(template).observe(elapsed)
+            count, duration = _series(scope["method"], template, status)
+            count.inc()
+            duration.observe(elapsed)
             log.info(
                 "request",
                 extra={
@@ -58,3 +61,10 @@ class RequestLogMiddleware:
         finally:
             if not logged:
                 record()
+
+
+@lru_cache(maxsize=1024)
+def _series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    """The request counter's and the duration histogram's series of one kind of answer, looked
+    up once: `labels()` checks and locks on each call."""
+    return REQUESTS.labels(method, route, str(status)), REQUEST_SECONDS.labels(route)
