@@ -87,9 +87,11 @@ class TestRedis:
                 httpx.AsyncClient(base_url=second_url, headers=headers) as second,
             ):
                 answers = [
-                    (await first.get("/email-messages")).status_code,
-                    (await second.get("/email-messages")).status_code,
-                    (await first.get("/email-messages")).status_code,
-                    (await second.get("/email-messages")).status_code,
+                    await client.get("/email-messages") for client in (first, second, first, second)
                 ]
-        assert answers == [200, 200, 200, 429]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        # The count each process reads back is the shared one.
+        assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
+        refused = answers[-1]
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert int(refused.headers["X-RateLimit-Retry-After"]) > 1_700_000_000
