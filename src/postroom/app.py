@@ -4,10 +4,12 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from fastapi_offline import FastAPIOffline
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.middleware.cors import CORSMiddleware
 
 from postroom.api.developer_domains import DeveloperDomainsMiddleware
@@ -32,6 +34,7 @@ from postroom.core.crypto import SecretBox
 from postroom.core.logging import configure_logging
 from postroom.dashboard.router import include_dashboard
 from postroom.dashboard.security import PREFIX as DASHBOARD_PREFIX
+from postroom.db.driver import OwnConnections
 from postroom.db.engine import (
     ConnectionGate,
     create_engine,
@@ -39,9 +42,10 @@ from postroom.db.engine import (
     is_sqlite,
     reading,
 )
-from postroom.db.group_commit import GroupCommit
+from postroom.db.group_commit import GroupCommit, in_session
 from postroom.delivery.worker import EmbeddedWorker
 from postroom.messages import service as messages
+from postroom.messages.models import EmailMessage
 from postroom.settings import Settings, load_settings
 
 # Database connections an API process holds at most for its requests (PostgreSQL).
@@ -87,22 +91,16 @@ def create_app(
         # At most 20 connections, as with 10 kept and 10 more while busy, but all of them kept:
         # under load the extra 10 were closed and opened again all the time, and a new asyncpg
         # connection costs a few ms of CPU (TLS attempt, authentication, type codecs).
-        # Two more for the group commit of new messages, which requests wait for.
         engine = create_engine(
-            settings.resolved_database_url,
-            pool_size=API_CONNECTIONS + GROUP_COMMIT_WRITERS,
-            max_overflow=0,
+            settings.resolved_database_url, pool_size=API_CONNECTIONS, max_overflow=0
         )
         app.state.engine = engine
         # SQLite's writers wait for each other in the database (BEGIN IMMEDIATE) anyway.
         app.state.connection_gate = None if is_sqlite(engine) else ConnectionGate(API_CONNECTIONS)
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_sessionmaker(reading(engine))
-        app.state.message_group = GroupCommit(
-            app.state.sessionmaker,
-            messages.store_new_messages,
-            writers=1 if is_sqlite(engine) else GROUP_COMMIT_WRITERS,
-        )
+        own = None if is_sqlite(engine) else OwnConnections(engine)
+        app.state.message_group = _message_group(app.state.sessionmaker, own)
         app.state.rate_limiter = RateLimiter(settings.limits)
         worker = EmbeddedWorker(settings, clock, on_worker_death) if embedded_worker else None
         app.state.embedded_worker = worker
@@ -114,6 +112,8 @@ def create_app(
             if worker is not None:
                 await asyncio.to_thread(worker.stop)
             await app.state.rate_limiter.aclose()
+            if own is not None:
+                await own.aclose()
             await engine.dispose()
             metrics_dir.process_ended()
 
@@ -200,6 +200,17 @@ EXPOSED_HEADERS = [
     "Idempotent-Replayed",
     "Content-Disposition",
 ]
+
+
+def _message_group(
+    sessionmaker: async_sessionmaker[AsyncSession], own: OwnConnections | None
+) -> GroupCommit[EmailMessage, Any]:
+    """New messages' group commit: on SQLite through sessions, one group at a time (the database
+    has one writer); on PostgreSQL GROUP_COMMIT_WRITERS groups at once, each on a connection of
+    the group's own (db/driver.OwnConnections), besides the requests' pool."""
+    if own is None:
+        return GroupCommit(in_session(sessionmaker), messages.store_new_messages)
+    return GroupCommit(own.transaction, messages.store_new_messages, writers=GROUP_COMMIT_WRITERS)
 
 
 def _is_upload(method: str, path: str) -> bool:

@@ -1,6 +1,7 @@
 """db/driver.py: asyncpg's own statements inside a session's transaction, and rows written the
 way the ORM's bulk INSERT writes them."""
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,8 @@ from sqlalchemy.orm import registry
 from postroom.auth import service as auth
 from postroom.auth.models import Organization
 from postroom.core.ids import new_id
-from postroom.db.driver import Driver, RowInsert, driver
+from postroom.db.driver import ConnectionReplaced, Driver, OwnConnections, RowInsert, driver
+from postroom.db.engine import create_engine
 from postroom.messages.models import EmailMessage
 from tests.databases import BACKEND
 
@@ -142,6 +144,82 @@ class TestDriver:
             assert raised.value.connection_invalidated
         async with sessionmaker() as session:  # and the pool serves a working one again
             assert await session.scalar(text("SELECT 1")) == 1
+
+
+async def terminate(database_url: str, pid: int) -> None:
+    admin = await asyncpg.connect(
+        make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+
+
+@postgresql_only
+class TestOwnConnections:
+    """The group commit's own connections: a transaction each, outside SQLAlchemy's pool."""
+
+    @pytest.fixture
+    async def own(self, database_url: str) -> AsyncIterator[OwnConnections]:
+        engine = create_engine(database_url)
+        connections = OwnConnections(engine)
+        yield connections
+        await connections.aclose()
+        await engine.dispose()
+
+    async def test_a_transaction_commits_when_its_block_ends_and_rolls_back_if_it_raises(
+        self,
+        own: OwnConnections,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        organization: auth.NewOrganization,
+    ) -> None:
+        kept = message_values(organization.organization_id)
+        undone = message_values(organization.organization_id)
+        async with own.transaction() as prepared:
+            await write(prepared, kept)
+
+        async def write_and_refuse() -> None:
+            async with own.transaction() as prepared:
+                await write(prepared, undone)
+                raise ValueError("changed my mind")
+
+        with pytest.raises(ValueError, match="changed my mind"):
+            await write_and_refuse()
+        async with sessionmaker() as session:
+            assert await count(session, kept["id"]) == 1
+            assert await count(session, undone["id"]) == 0
+
+    async def test_one_connection_serves_transaction_after_transaction(
+        self, own: OwnConnections
+    ) -> None:
+        pids = set()
+        for _ in range(3):
+            async with own.transaction() as prepared:
+                pids.add((await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0])
+        assert len(pids) == 1
+
+    async def test_a_connection_found_closed_is_dropped_and_the_next_one_is_new(
+        self,
+        own: OwnConnections,
+        database_url: str,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        organization: auth.NewOrganization,
+    ) -> None:
+        async with own.transaction() as prepared:
+            pid = (await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0]
+        await terminate(database_url, pid)
+        lost = message_values(organization.organization_id)
+        with pytest.raises(ConnectionReplaced):
+            async with own.transaction() as prepared:
+                await write(prepared, lost)
+        stored = message_values(organization.organization_id)
+        async with own.transaction() as prepared:
+            await write(prepared, stored)
+            assert (await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0] != pid
+        async with sessionmaker() as session:
+            assert await count(session, lost["id"]) == 0
+            assert await count(session, stored["id"]) == 1
 
 
 @postgresql_only

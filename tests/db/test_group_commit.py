@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from postroom.db.group_commit import GroupCommit
+from postroom.db.group_commit import GroupCommit, in_session
 from tests.databases import BACKEND
 
 
@@ -60,7 +60,7 @@ async def test_rows_handed_over_together_share_a_transaction(
             writing.set()
             await released.wait()
 
-    group = GroupCommit(probe, held_first)
+    group = GroupCommit(in_session(probe), held_first)
 
     async def submit_and_check(name: str) -> None:
         await group.submit(name)
@@ -81,7 +81,7 @@ async def test_rows_handed_over_together_share_a_transaction(
 
 async def test_one_rows_error_is_its_own(probe: async_sessionmaker[AsyncSession]) -> None:
     write = Recorder(refuse={"bad"})
-    group = GroupCommit(probe, write)
+    group = GroupCommit(in_session(probe), write)
     names = ["first", "a", "bad", "b", "c"]
     results = await asyncio.gather(*(group.submit(name) for name in names), return_exceptions=True)
     outcomes = dict(zip(names, results, strict=True))
@@ -94,7 +94,7 @@ async def test_one_rows_error_is_its_own(probe: async_sessionmaker[AsyncSession]
 
 async def test_an_idle_writer_starts_again(probe: async_sessionmaker[AsyncSession]) -> None:
     write = Recorder()
-    group = GroupCommit(probe, write, max_group=2)
+    group = GroupCommit(in_session(probe), write, max_group=2)
     await group.submit("one")
     await asyncio.gather(*(group.submit(f"n{n}") for n in range(5)))
     await group.submit("last")
@@ -127,7 +127,7 @@ async def test_with_two_writers_the_next_group_is_written_while_one_waits(
         finally:
             at_once[0] -= 1
 
-    group = GroupCommit(probe, held_twice, writers=2)
+    group = GroupCommit(in_session(probe), held_twice, writers=2)
     first = asyncio.create_task(group.submit("first"))
     await writing[0].wait()
     second = asyncio.create_task(group.submit("second"))

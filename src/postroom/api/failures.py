@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from postroom.db.driver import ConnectionReplaced
 from postroom.errors import PROBLEM_BASE
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ def _sqlstate(error: BaseException) -> str:
 
 def failure_of(error: BaseException) -> Failure:
     """The answer for an error no handler took (see the module's docstring)."""
+    if isinstance(error, ConnectionReplaced):
+        return CONNECTION_REPLACED
     if isinstance(error, DBAPIError):
         if error.connection_invalidated:
             return CONNECTION_REPLACED

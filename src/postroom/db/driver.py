@@ -1,35 +1,41 @@
-"""SQL run by asyncpg itself inside a session's transaction, for the few statements of the
-hottest paths (POST /email-messages; a worker's claims and records): SQLAlchemy's execution
-around one statement (cache key, execution context, cursor adapter, result, a greenlet switch
-each way) costs ~0.1 ms of CPU, four times what asyncpg spends on it (bench/RESULTS.md).
-PostgreSQL only: on SQLite `driver()` is None and the caller runs its statement through the
-session.
+"""SQL run by asyncpg itself, for the few statements of the hottest paths (POST
+/email-messages; a worker's claims and records): SQLAlchemy's execution around one statement
+(cache key, execution context, cursor adapter, result, a greenlet switch each way) costs ~0.1 ms
+of CPU, four times what asyncpg spends on it (bench/RESULTS.md). PostgreSQL only: on SQLite
+`driver()` is None and the caller runs its statement through the session.
 
-The statements share the session's connection and transaction: they commit or roll back with
-it. A connection found closed is handed back to SQLAlchemy, which does what it does for any lost
-connection (invalidates it and every older one; api/problems.py answers 503)."""
+A `Driver` runs them either inside a session's transaction, sharing its connection (they commit
+or roll back with it; a connection found closed is handed back to SQLAlchemy, which does what it
+does for any lost connection: invalidates it and every older one, and api/problems.py answers
+503), or in a transaction of its own on one of `OwnConnections`: the group commit's writers,
+whose transactions through a session and SQLAlchemy's pool cost ~0.35 ms more CPU each than
+asyncpg's own (bench/RESULTS.md)."""
 
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 from sqlalchemy import Column, Table
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Mapper
 
 
 class Driver:
-    """The asyncpg connection under one session's transaction, begun."""
+    """An asyncpg connection with its transaction begun: under a session's transaction
+    (`pooled_by` its SQLAlchemy connection), or its own (OwnConnections)."""
 
-    def __init__(self, connection: AsyncConnection, driver: asyncpg.Connection) -> None:
-        self._connection = connection
+    def __init__(
+        self,
+        driver: asyncpg.Connection,
+        dialect: Dialect,
+        pooled_by: AsyncConnection | None = None,
+    ) -> None:
         self._driver = driver
-
-    @property
-    def dialect(self) -> Dialect:
-        return self._connection.dialect
+        self.dialect = dialect
+        self._pooled_by = pooled_by
 
     async def execute(self, sql: str, args: Sequence[Any]) -> None:
         try:
@@ -62,19 +68,74 @@ class Driver:
             raise
 
     async def _hand_over_loss(self) -> None:
-        """If the connection is gone, let SQLAlchemy find that out through its own execution:
-        it raises the DBAPIError of a lost connection (connection_invalidated) after replacing
-        it, instead of our error."""
-        if self._driver.is_closed():
-            await self._connection.exec_driver_sql("SELECT 1")
+        """If a pooled connection is gone, let SQLAlchemy find that out through its own
+        execution: it raises the DBAPIError of a lost connection (connection_invalidated) after
+        replacing it, instead of our error. (One of OwnConnections is dropped by them.)"""
+        if self._pooled_by is not None and self._driver.is_closed():
+            await self._pooled_by.exec_driver_sql("SELECT 1")
+
+
+class ConnectionReplaced(Exception):
+    """One of OwnConnections was found closed (a restart, a failover): it has been dropped, and
+    the next transaction opens a new one. Nothing of the transaction was stored."""
+
+
+# What SQLAlchemy's asyncpg adapter takes from the URL for itself, not asyncpg.connect.
+_ADAPTER_ONLY = {
+    "prepared_statement_cache_size",
+    "prepared_statement_name_func",
+    "async_creator_fn",
+}
+
+
+class OwnConnections:
+    """PostgreSQL connections of their own, outside SQLAlchemy's pool, one for each transaction
+    under way at once (the group commit has at most a few): opened when first needed, kept
+    while they work, dropped when found closed."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._dialect = engine.dialect
+        _, arguments = engine.dialect.create_connect_args(engine.url)
+        self._connect_args = {k: v for k, v in arguments.items() if k not in _ADAPTER_ONLY}
+        self._idle: list[asyncpg.Connection] = []
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Driver]:
+        """A Driver in a transaction, committed when the block ends, rolled back if it raises."""
+        connection = self._idle.pop() if self._idle else await asyncpg.connect(**self._connect_args)
+        try:
+            async with connection.transaction():
+                yield Driver(connection, self._dialect)
+        except Exception as error:
+            if connection.is_closed():
+                raise ConnectionReplaced("the connection to the database was lost") from error
+            self._idle.append(connection)
+            raise
+        except BaseException:
+            connection.terminate()  # cancelled mid-transaction: its state is unknown
+            raise
+        self._idle.append(connection)
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await connection.close()
+
+
+Statements = AsyncSession | Driver
+"""Where a hot path's statements run: a session's transaction (through a Driver on PostgreSQL,
+the session itself on SQLite), or a Driver's own."""
 
 
 _KEPT = "postroom.driver"
 
 
-async def driver(session: AsyncSession) -> Driver | None:
-    """The session's PostgreSQL connection with its transaction begun (None on SQLite). The
-    session's pending changes are flushed first, as a query through it would do."""
+async def driver(session: Statements) -> Driver | None:
+    """The session's PostgreSQL connection with its transaction begun (None on SQLite), or the
+    Driver given. The session's pending changes are flushed first, as a query through it would
+    do."""
+    if isinstance(session, Driver):
+        return session
     if session.get_bind().dialect.driver != "asyncpg":
         return None
     if session.new or session.deleted or session.dirty:
@@ -97,9 +158,9 @@ async def driver(session: AsyncSession) -> Driver | None:
         try:
             await adapted._start_transaction()
         except Exception:
-            await Driver(connection, pooled.driver_connection)._hand_over_loss()
+            await Driver(pooled.driver_connection, connection.dialect, connection)._hand_over_loss()
             raise
-    begun = Driver(connection, pooled.driver_connection)
+    begun = Driver(pooled.driver_connection, connection.dialect, connection)
     begun_in = session.sync_session.get_transaction()
     assert begun_in is not None  # session.connection() began it
     session.info[_KEPT] = (weakref.ref(begun_in), begun)
@@ -159,3 +220,10 @@ def _default_of(column: Column[Any]) -> Any:
 
 def _same(value: Any) -> Any:
     return value
+
+
+def session_of(statements: Statements) -> AsyncSession:
+    """The session behind `statements` for which `driver()` was None (SQLite's)."""
+    if not isinstance(statements, AsyncSession):
+        raise TypeError("a Driver runs its statements itself")
+    return statements

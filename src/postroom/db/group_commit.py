@@ -15,31 +15,34 @@ If a group's transaction fails, each of its rows is written again alone, so that
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 T = TypeVar("T")
+W = TypeVar("W")
 
 # Rows written by one transaction at most; more wait for the next.
 MAX_GROUP = 500
 
 
-class GroupCommit(Generic[T]):
-    """`write(session, rows)` writes rows inside the session's transaction, which commits
-    after it; `submit(row)` returns once `row` is committed, or raises what writing it raised.
-    At most `writers` groups are being written at any time."""
+class GroupCommit(Generic[T, W]):
+    """`write(target, rows)` writes rows inside a transaction that `begin()` opens (yielding
+    `target`: a session, say) and commits after it; `submit(row)` returns once `row` is
+    committed, or raises what writing it raised. At most `writers` groups are being written at
+    any time."""
 
     def __init__(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        write: Callable[[AsyncSession, Sequence[T]], Awaitable[None]],
+        begin: Callable[[], AbstractAsyncContextManager[W]],
+        write: Callable[[W, Sequence[T]], Awaitable[None]],
         *,
         max_group: int = MAX_GROUP,
         writers: int = 1,
     ) -> None:
-        self._sessionmaker = sessionmaker
+        self._begin = begin
         self._write = write
         self._max_group = max_group
         self._waiting: list[tuple[T, asyncio.Future[None]]] = []
@@ -74,8 +77,8 @@ class GroupCommit(Generic[T]):
 
     async def _write_group(self, group: list[tuple[T, "asyncio.Future[None]"]]) -> None:
         try:
-            async with self._sessionmaker() as session, session.begin():
-                await self._write(session, [row for row, _ in group])
+            async with self._begin() as target:
+                await self._write(target, [row for row, _ in group])
         except Exception as error:
             if len(group) > 1:
                 for one in group:
@@ -85,6 +88,19 @@ class GroupCommit(Generic[T]):
             return
         for _, done in group:
             _answer(done, None)
+
+
+def in_session(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> Callable[[], AbstractAsyncContextManager[AsyncSession]]:
+    """`begin` for a GroupCommit that writes through a session of `sessionmaker`."""
+
+    @asynccontextmanager
+    async def begin() -> AsyncIterator[AsyncSession]:
+        async with sessionmaker() as session, session.begin():
+            yield session
+
+    return begin
 
 
 def _answer(done: "asyncio.Future[None]", error: BaseException | None) -> None:

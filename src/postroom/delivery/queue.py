@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, Table, delete, insert, or_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from postroom.db.driver import RowInsert, driver
+from postroom.db.driver import RowInsert, Statements, driver, session_of
 from postroom.delivery.models import DeliveryAttempt, Outcome, QueuedMessage
 
 QUEUE = cast(Table, QueuedMessage.__table__)
@@ -51,7 +51,7 @@ async def enqueue(
     await enqueue_many(session, [Entry(message_id, organization_id, credential_id, due_at)])
 
 
-async def enqueue_many(session: AsyncSession, entries: Sequence[Entry]) -> None:
+async def enqueue_many(session: Statements, entries: Sequence[Entry]) -> None:
     """Queues the messages with one INSERT."""
     if not entries:
         return
@@ -75,7 +75,7 @@ async def enqueue_many(session: AsyncSession, entries: Sequence[Entry]) -> None:
         else:
             await prepared.executemany(_INSERT.sql, args)
         return
-    await session.execute(insert(QUEUE), rows)
+    await session_of(session).execute(insert(QUEUE), rows)
 
 
 # Withdraw and reschedule change a queue row only while no worker holds it, in one conditional

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.listing import ListQuery, SortKey, values_admitted
-from postroom.db.driver import RowInsert, driver
+from postroom.db.driver import RowInsert, Statements, driver, session_of
 from postroom.db.listing import counted, fetch_page, filtered, paged
 from postroom.messages.models import EmailMessage, MessageCount, MessageFile, MessageStatus
 
@@ -201,7 +201,7 @@ _COLUMN_ATTRIBUTES = [attribute.key for attribute in sa_inspect(EmailMessage).co
 _INSERT = RowInsert(sa_inspect(EmailMessage))
 
 
-async def insert_messages(session: AsyncSession, messages: Sequence[EmailMessage]) -> None:
+async def insert_messages(session: Statements, messages: Sequence[EmailMessage]) -> None:
     """Writes new messages, given as transient objects, with one INSERT (on PostgreSQL a
     prepared statement of asyncpg's, run once per row in one round trip; elsewhere the ORM's
     bulk path: no unit of work, no identity map); the objects stay transient, as written."""
@@ -215,18 +215,30 @@ async def insert_messages(session: AsyncSession, messages: Sequence[EmailMessage
         else:
             await prepared.executemany(_INSERT.sql, args)
         return
-    await session.execute(insert(EmailMessage), rows)
+    await session_of(session).execute(insert(EmailMessage), rows)
 
 
 async def link_files(session: AsyncSession, message_id: str, file_ids: Collection[str]) -> None:
     await link_many_files(session, {message_id: file_ids})
 
 
-async def link_many_files(session: AsyncSession, links: Mapping[str, Collection[str]]) -> None:
+_LINK_FILES_SQL = (
+    "INSERT INTO email_message_files (message_id, file_id) "
+    "SELECT * FROM unnest($1::text[], $2::text[])"
+)
+
+
+async def link_many_files(session: Statements, links: Mapping[str, Collection[str]]) -> None:
     """Each message (by id) to the files it attaches, in one INSERT."""
     rows = [{"message_id": m, "file_id": f} for m, file_ids in links.items() for f in file_ids]
-    if rows:
-        await session.execute(insert(MessageFile), rows)
+    if not rows:
+        return
+    prepared = await driver(session)
+    if prepared is not None:
+        columns = ([r["message_id"] for r in rows], [r["file_id"] for r in rows])
+        await prepared.execute(_LINK_FILES_SQL, columns)
+        return
+    await session_of(session).execute(insert(MessageFile), rows)
 
 
 async def replace_file_links(
@@ -363,7 +375,7 @@ _SQLITE_CHANGE_COUNTS = _sqlite_upsert.on_conflict_do_update(
 )
 
 
-async def change_counts(session: AsyncSession, deltas: Mapping[tuple[str, str], int]) -> None:
+async def change_counts(session: Statements, deltas: Mapping[tuple[str, str], int]) -> None:
     """Adds each delta to the kept count of its (organization_id, status), in one execution."""
     changes = sorted((org, str(status), delta) for (org, status), delta in deltas.items() if delta)
     if not changes:
@@ -379,7 +391,7 @@ async def change_counts(session: AsyncSession, deltas: Mapping[tuple[str, str], 
         {"organization_id": org, "status": status, "shard": shard, "count": delta}
         for org, status, delta in changes
     ]
-    await session.execute(_SQLITE_CHANGE_COUNTS, rows)
+    await session_of(session).execute(_SQLITE_CHANGE_COUNTS, rows)
 
 
 def kept_count_statement(organization_id: str, statuses: Collection[str]) -> Select[Any]:

@@ -14,6 +14,7 @@ from postroom.core.ids import new_id
 from postroom.core.listing import ListQuery
 from postroom.core.metrics import MESSAGES_CREATED
 from postroom.credentials import service as credentials
+from postroom.db.driver import Statements
 from postroom.db.group_commit import GroupCommit
 from postroom.delivery import queue
 from postroom.errors import Conflict, NotFound, PostroomError
@@ -61,7 +62,7 @@ async def create_message(
     max_attachment_bytes: int,
     allowed_domains: tuple[str, ...],
     max_schedule: timedelta = timedelta(days=30),
-    group: GroupCommit[EmailMessage] | None = None,
+    group: GroupCommit[EmailMessage, Any] | None = None,
 ) -> EmailMessage:
     """Stores a message; in `outbox` it is queued in the same transaction (the outbox pattern),
     due at its scheduled time. `allowed_domains`: the From domains the server-wide transport
@@ -177,9 +178,10 @@ async def check_new_message(
     )
 
 
-async def store_new_messages(session: AsyncSession, messages: Sequence[EmailMessage]) -> None:
+async def store_new_messages(session: Statements, messages: Sequence[EmailMessage]) -> None:
     """Writes messages made by `check_new_message` (of one organization or several), one
-    statement per table for them all; those in `outbox` are queued in this same transaction."""
+    statement per table for them all; those in `outbox` are queued in this same transaction
+    (a session's, or on PostgreSQL a Driver's own: the group commit's)."""
     if not messages:
         return
     # One INSERT, no unit of work; the answer is built from the objects as written.
