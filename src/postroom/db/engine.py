@@ -4,6 +4,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -14,6 +15,12 @@ from sqlalchemy.ext.asyncio import (
 )
 
 
+def _json_text(value: Any) -> str:
+    """A JSON column's value as text: pydantic-core's encoder, ~0.25 µs for a list of addresses
+    against json.dumps's ~2 (a new message has seven such columns)."""
+    return to_json(value).decode()
+
+
 def create_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
     """On PostgreSQL, `pool_size` connections are kept open once made, and up to `max_overflow`
     more (default: as many) are opened while those are busy and closed when they come back."""
@@ -22,11 +29,13 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int | None = N
         # No ping before each use (a round trip on every request): a connection found dead is
         # replaced, with every one older than it, and its request answered 503 (api/problems).
         overflow = pool_size if max_overflow is None else max_overflow
-        return create_async_engine(url, pool_size=pool_size, max_overflow=overflow)
+        return create_async_engine(
+            url, pool_size=pool_size, max_overflow=overflow, json_serializer=_json_text
+        )
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": 30}, json_serializer=_json_text)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
