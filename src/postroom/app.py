@@ -207,10 +207,11 @@ def _message_group(
 ) -> GroupCommit[EmailMessage, Any]:
     """New messages' group commit: on SQLite through sessions, one group at a time (the database
     has one writer); on PostgreSQL GROUP_COMMIT_WRITERS groups at once, each on a connection of
-    the group's own (db/driver.OwnConnections), besides the requests' pool."""
+    the group's own (db/driver.OwnConnections), besides the requests' pool, in one statement
+    (messages.service.store_new_messages)."""
     if own is None:
         return GroupCommit(in_session(sessionmaker), messages.store_new_messages)
-    return GroupCommit(own.transaction, messages.store_new_messages, writers=GROUP_COMMIT_WRITERS)
+    return GroupCommit(own.connection, messages.store_new_messages, writers=GROUP_COMMIT_WRITERS)
 
 
 def _is_upload(method: str, path: str) -> bool:

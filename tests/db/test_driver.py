@@ -17,7 +17,14 @@ from sqlalchemy.orm import registry
 from postroom.auth import service as auth
 from postroom.auth.models import Organization
 from postroom.core.ids import new_id
-from postroom.db.driver import ConnectionReplaced, Driver, OwnConnections, RowInsert, driver
+from postroom.db.driver import (
+    ConnectionReplaced,
+    Driver,
+    OwnConnections,
+    Part,
+    RowInsert,
+    driver,
+)
 from postroom.db.engine import create_engine
 from postroom.messages.models import EmailMessage
 from tests.databases import BACKEND
@@ -158,7 +165,7 @@ async def terminate(database_url: str, pid: int) -> None:
 
 @postgresql_only
 class TestOwnConnections:
-    """The group commit's own connections: a transaction each, outside SQLAlchemy's pool."""
+    """The group commit's own connections, outside SQLAlchemy's pool: one statement each."""
 
     @pytest.fixture
     async def own(self, database_url: str) -> AsyncIterator[OwnConnections]:
@@ -168,34 +175,33 @@ class TestOwnConnections:
         await connections.aclose()
         await engine.dispose()
 
-    async def test_a_transaction_commits_when_its_block_ends_and_rolls_back_if_it_raises(
+    async def test_parts_run_as_one_statement_that_stores_all_or_nothing(
         self,
         own: OwnConnections,
         sessionmaker: async_sessionmaker[AsyncSession],
         organization: auth.NewOrganization,
     ) -> None:
-        kept = message_values(organization.organization_id)
-        undone = message_values(organization.organization_id)
-        async with own.transaction() as prepared:
-            await write(prepared, kept)
+        first, second = (message_values(organization.organization_id) for _ in range(2))
+        twice = message_values(organization.organization_id)
+        async with own.connection() as prepared:
 
-        async def write_and_refuse() -> None:
-            async with own.transaction() as prepared:
-                await write(prepared, undone)
-                raise ValueError("changed my mind")
+            def parts(*by_unnest: dict[str, Any], then: dict[str, Any]) -> list[Part]:
+                # Each part numbers its own placeholders from $1.
+                return [
+                    _INSERT.unnest(by_unnest, prepared.dialect),
+                    Part(_INSERT.sql, _INSERT.args(then, prepared.dialect)),
+                ]
 
-        with pytest.raises(ValueError, match="changed my mind"):
-            await write_and_refuse()
+            await prepared.execute_together(parts(first, then=second))
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await prepared.execute_together(parts(twice, then=first))
         async with sessionmaker() as session:
-            assert await count(session, kept["id"]) == 1
-            assert await count(session, undone["id"]) == 0
+            assert [await count(session, v["id"]) for v in (first, second, twice)] == [1, 1, 0]
 
-    async def test_one_connection_serves_transaction_after_transaction(
-        self, own: OwnConnections
-    ) -> None:
+    async def test_one_connection_serves_user_after_user(self, own: OwnConnections) -> None:
         pids = set()
         for _ in range(3):
-            async with own.transaction() as prepared:
+            async with own.connection() as prepared:
                 pids.add((await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0])
         assert len(pids) == 1
 
@@ -206,15 +212,15 @@ class TestOwnConnections:
         sessionmaker: async_sessionmaker[AsyncSession],
         organization: auth.NewOrganization,
     ) -> None:
-        async with own.transaction() as prepared:
+        async with own.connection() as prepared:
             pid = (await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0]
         await terminate(database_url, pid)
         lost = message_values(organization.organization_id)
         with pytest.raises(ConnectionReplaced):
-            async with own.transaction() as prepared:
+            async with own.connection() as prepared:
                 await write(prepared, lost)
         stored = message_values(organization.organization_id)
-        async with own.transaction() as prepared:
+        async with own.connection() as prepared:
             await write(prepared, stored)
             assert (await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0] != pid
         async with sessionmaker() as session:
@@ -231,24 +237,26 @@ class TestRowInsert:
         overrides = {"metadata_": None, "credential_hash": None}
         by_orm = message_values(organization.organization_id, **overrides)
         by_driver = message_values(organization.organization_id, **overrides)
+        by_unnest = message_values(organization.organization_id, **overrides)
         async with sessionmaker() as session:
             await session.execute(insert(EmailMessage), [by_orm])
             prepared = await driver(session)
             assert prepared is not None
             await write(prepared, by_driver)
+            await prepared.execute_together([_INSERT.unnest([by_unnest], prepared.dialect)])
             await session.commit()
         table = EmailMessage.__table__
         columns = [c for c in table.c if c.name != "id"]
         rows = {}
         async with sessionmaker() as session:
-            for values in (by_orm, by_driver):
+            for values in (by_orm, by_driver, by_unnest):
                 stored = await session.execute(
                     select(*columns, func.jsonb_typeof(table.c.metadata)).where(
                         table.c.id == values["id"]
                     )
                 )
                 rows[values["id"]] = tuple(stored.one())
-        assert rows[by_orm["id"]] == rows[by_driver["id"]]
+        assert rows[by_orm["id"]] == rows[by_driver["id"]] == rows[by_unnest["id"]]
         assert rows[by_orm["id"]][-1] == "null"
 
 

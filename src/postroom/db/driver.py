@@ -7,13 +7,16 @@ of CPU, four times what asyncpg spends on it (bench/RESULTS.md). PostgreSQL only
 A `Driver` runs them either inside a session's transaction, sharing its connection (they commit
 or roll back with it; a connection found closed is handed back to SQLAlchemy, which does what it
 does for any lost connection: invalidates it and every older one, and api/problems.py answers
-503), or in a transaction of its own on one of `OwnConnections`: the group commit's writers,
-whose transactions through a session and SQLAlchemy's pool cost ~0.35 ms more CPU each than
-asyncpg's own (bench/RESULTS.md)."""
+503), or by itself on one of `OwnConnections`: the group commit's writers, whose transactions
+through a session and SQLAlchemy's pool cost ~0.35 ms more CPU each than asyncpg's own
+(bench/RESULTS.md), and which write a group in one statement (`execute_together`)."""
 
+import re
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import asyncpg
@@ -21,11 +24,12 @@ from sqlalchemy import Column, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Mapper
+from sqlalchemy.sql.sqltypes import NullType
 
 
 class Driver:
-    """An asyncpg connection with its transaction begun: under a session's transaction
-    (`pooled_by` its SQLAlchemy connection), or its own (OwnConnections)."""
+    """An asyncpg connection: under a session's transaction (`pooled_by` its SQLAlchemy
+    connection), or one of OwnConnections, with no transaction around its statements."""
 
     def __init__(
         self,
@@ -52,6 +56,15 @@ class Driver:
             await self._hand_over_loss()
             raise
 
+    async def execute_together(self, parts: Sequence["Part"]) -> None:
+        """`parts` as one statement (each but the last a data-modifying WITH query): one round
+        trip, and atomic by itself, even outside a transaction. Each part numbers its
+        placeholders from $1; the same parts make the same statement, prepared once."""
+        sql, args = _together(tuple(part.sql for part in parts)), []
+        for part in parts:
+            args += part.args
+        await self.execute(sql, args)
+
     async def fetch(self, sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
         try:
             rows: list[asyncpg.Record] = await self._driver.fetch(sql, *args)
@@ -75,6 +88,33 @@ class Driver:
             await self._pooled_by.exec_driver_sql("SELECT 1")
 
 
+@dataclass(frozen=True)
+class Part:
+    """One statement of a Driver.execute_together, with its arguments ($1, $2, … in `sql`)."""
+
+    sql: str
+    args: list[Any]
+
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+@lru_cache(maxsize=16)
+def _together(statements: tuple[str, ...]) -> str:
+    renumbered: list[str] = []
+    offset = 0
+    for sql in statements:
+
+        def shifted(found: re.Match[str], by: int = offset) -> str:
+            return f"${int(found[1]) + by}"
+
+        renumbered.append(_PLACEHOLDER.sub(shifted, sql))
+        offset += max((int(n) for n in _PLACEHOLDER.findall(sql)), default=0)
+    *first, last = renumbered
+    queries = ", ".join(f"part_{n} AS ({sql})" for n, sql in enumerate(first))
+    return f"WITH {queries} {last}" if first else last
+
+
 class ConnectionReplaced(Exception):
     """One of OwnConnections was found closed (a restart, a failover): it has been dropped, and
     the next transaction opens a new one. Nothing of the transaction was stored."""
@@ -89,9 +129,9 @@ _ADAPTER_ONLY = {
 
 
 class OwnConnections:
-    """PostgreSQL connections of their own, outside SQLAlchemy's pool, one for each transaction
-    under way at once (the group commit has at most a few): opened when first needed, kept
-    while they work, dropped when found closed."""
+    """PostgreSQL connections of their own, outside SQLAlchemy's pool, one for each user at
+    once (the group commit has at most a few writers): opened when first needed, kept while
+    they work, dropped when found closed."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._dialect = engine.dialect
@@ -100,19 +140,20 @@ class OwnConnections:
         self._idle: list[asyncpg.Connection] = []
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Driver]:
-        """A Driver in a transaction, committed when the block ends, rolled back if it raises."""
+    async def connection(self) -> AsyncIterator[Driver]:
+        """A Driver with no transaction around its statements: each commits by itself (one
+        statement, as Driver.execute_together makes, is atomic; BEGIN and COMMIT would be two
+        more round trips)."""
         connection = self._idle.pop() if self._idle else await asyncpg.connect(**self._connect_args)
         try:
-            async with connection.transaction():
-                yield Driver(connection, self._dialect)
+            yield Driver(connection, self._dialect)
         except Exception as error:
             if connection.is_closed():
                 raise ConnectionReplaced("the connection to the database was lost") from error
             self._idle.append(connection)
             raise
         except BaseException:
-            connection.terminate()  # cancelled mid-transaction: its state is unknown
+            connection.terminate()  # cancelled mid-statement: its state is unknown
             raise
         self._idle.append(connection)
 
@@ -181,6 +222,7 @@ class RowInsert:
         placeholders = ", ".join(f"${n}" for n in range(1, len(attributes) + 1))
         self.sql = f'INSERT INTO "{table.name}" ({columns}) VALUES ({placeholders})'  # noqa: S608
         self._attributes = attributes
+        self._table = table.name
         self._converters: dict[str, list[Callable[[Any], Any]]] = {}
 
     def args(self, values: Mapping[str, Any], dialect: Dialect) -> list[Any]:
@@ -193,6 +235,30 @@ class RowInsert:
             convert(values[key])
             for (key, _), convert in zip(self._attributes, converters, strict=True)
         ]
+
+    def unnest(self, rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> Part:
+        """One INSERT of all `rows`, a column's values as one array (PostgreSQL's unnest): for
+        Driver.execute_together, where executemany's one statement a row cannot go."""
+        args = [self.args(values, dialect) for values in rows]
+        columns = [list(values) for values in zip(*args, strict=True)] if args else []
+        return Part(
+            _unnest_sql(self._table, tuple(c for _, c in self._attributes), dialect),
+            columns or [[] for _ in self._attributes],
+        )
+
+
+@lru_cache(maxsize=8)
+def _unnest_sql(table: str, columns: tuple[Column[Any], ...], dialect: Dialect) -> str:
+    names = ", ".join(f'"{column.name}"' for column in columns)
+    arrays = ", ".join(f"${n}::{_sql_type(c, dialect)}[]" for n, c in enumerate(columns, 1))
+    return f'INSERT INTO "{table}" ({names}) SELECT * FROM unnest({arrays})'  # noqa: S608
+
+
+def _sql_type(column: Column[Any], dialect: Dialect) -> str:
+    type_ = column.type
+    if isinstance(type_, NullType) and column.foreign_keys:  # a foreign key's, not yet copied
+        type_ = next(iter(column.foreign_keys)).column.type
+    return str(type_.dialect_impl(dialect).compile(dialect=dialect))
 
 
 def _converter(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any]:

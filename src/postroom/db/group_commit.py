@@ -29,10 +29,10 @@ MAX_GROUP = 500
 
 
 class GroupCommit(Generic[T, W]):
-    """`write(target, rows)` writes rows inside a transaction that `begin()` opens (yielding
-    `target`: a session, say) and commits after it; `submit(row)` returns once `row` is
-    committed, or raises what writing it raised. At most `writers` groups are being written at
-    any time."""
+    """`write(target, rows)` writes rows with what `begin()` opens and yields: a session in a
+    transaction that commits after it, or a connection on which `write` makes one statement
+    (atomic by itself); `submit(row)` returns once `row` is committed, or raises what writing it
+    raised. At most `writers` groups are being written at any time."""
 
     def __init__(
         self,

@@ -10,9 +10,10 @@ from typing import cast
 
 from sqlalchemy import ColumnElement, Table, delete, insert, or_, update
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from postroom.db.driver import RowInsert, Statements, driver, session_of
+from postroom.db.driver import Part, RowInsert, Statements, driver, session_of
 from postroom.delivery.models import DeliveryAttempt, Outcome, QueuedMessage
 
 QUEUE = cast(Table, QueuedMessage.__table__)
@@ -55,27 +56,32 @@ async def enqueue_many(session: Statements, entries: Sequence[Entry]) -> None:
     """Queues the messages with one INSERT."""
     if not entries:
         return
-    rows = [
-        {
-            "message_id": entry.message_id,
-            "delivery_key": delivery_key(entry.organization_id, entry.credential_id),
-            "due_at": entry.due_at,
-            "attempt_count": 0,
-        }
-        for entry in entries
-    ]
+    rows = [_row(entry) for entry in entries]
     prepared = await driver(session)
     if prepared is not None:
-        args = [
-            _INSERT.args({"lease_token": None, "leased_until": None, **row}, prepared.dialect)
-            for row in rows
-        ]
+        args = [_INSERT.args(row, prepared.dialect) for row in rows]
         if len(args) == 1:
             await prepared.execute(_INSERT.sql, args[0])
         else:
             await prepared.executemany(_INSERT.sql, args)
         return
     await session_of(session).execute(insert(QUEUE), rows)
+
+
+def entry_rows(entries: Sequence[Entry], dialect: Dialect) -> Part:
+    """The INSERT that queues `entries`, as part of a statement (Driver.execute_together)."""
+    return _INSERT.unnest([_row(entry) for entry in entries], dialect)
+
+
+def _row(entry: Entry) -> dict[str, object]:
+    return {
+        "message_id": entry.message_id,
+        "delivery_key": delivery_key(entry.organization_id, entry.credential_id),
+        "due_at": entry.due_at,
+        "attempt_count": 0,
+        "lease_token": None,
+        "leased_until": None,
+    }
 
 
 # Withdraw and reschedule change a queue row only while no worker holds it, in one conditional

@@ -25,10 +25,11 @@ from sqlalchemy import (
 )
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.listing import ListQuery, SortKey, values_admitted
-from postroom.db.driver import RowInsert, Statements, driver, session_of
+from postroom.db.driver import Part, RowInsert, Statements, driver, session_of
 from postroom.db.listing import counted, fetch_page, filtered, paged
 from postroom.messages.models import EmailMessage, MessageCount, MessageFile, MessageStatus
 
@@ -205,8 +206,7 @@ async def insert_messages(session: Statements, messages: Sequence[EmailMessage])
     """Writes new messages, given as transient objects, with one INSERT (on PostgreSQL a
     prepared statement of asyncpg's, run once per row in one round trip; elsewhere the ORM's
     bulk path: no unit of work, no identity map); the objects stay transient, as written."""
-    # Read from each object's dict: a transient object's unset attributes are None.
-    rows = [{key: vars(m).get(key) for key in _COLUMN_ATTRIBUTES} for m in messages]
+    rows = [_row(m) for m in messages]
     prepared = await driver(session)
     if prepared is not None:
         args = [_INSERT.args(values, prepared.dialect) for values in rows]
@@ -216,6 +216,17 @@ async def insert_messages(session: Statements, messages: Sequence[EmailMessage])
             await prepared.executemany(_INSERT.sql, args)
         return
     await session_of(session).execute(insert(EmailMessage), rows)
+
+
+def new_message_rows(messages: Sequence[EmailMessage], dialect: Dialect) -> Part:
+    """The INSERT of new messages (transient objects), as part of a statement
+    (Driver.execute_together)."""
+    return _INSERT.unnest([_row(m) for m in messages], dialect)
+
+
+def _row(message: EmailMessage) -> dict[str, Any]:
+    # Read from the object's dict: a transient object's unset attributes are None.
+    return {key: vars(message).get(key) for key in _COLUMN_ATTRIBUTES}
 
 
 async def link_files(session: AsyncSession, message_id: str, file_ids: Collection[str]) -> None:
@@ -235,10 +246,15 @@ async def link_many_files(session: Statements, links: Mapping[str, Collection[st
         return
     prepared = await driver(session)
     if prepared is not None:
-        columns = ([r["message_id"] for r in rows], [r["file_id"] for r in rows])
-        await prepared.execute(_LINK_FILES_SQL, columns)
+        await prepared.execute(_LINK_FILES_SQL, file_link_rows(links).args)
         return
     await session_of(session).execute(insert(MessageFile), rows)
+
+
+def file_link_rows(links: Mapping[str, Collection[str]]) -> Part:
+    """The INSERT of file links, as part of a statement (Driver.execute_together)."""
+    pairs = [(message_id, f) for message_id, file_ids in links.items() for f in file_ids]
+    return Part(_LINK_FILES_SQL, [[m for m, _ in pairs], [f for _, f in pairs]])
 
 
 async def replace_file_links(
@@ -383,15 +399,26 @@ async def change_counts(session: Statements, deltas: Mapping[tuple[str, str], in
     shard = random.randrange(COUNT_SHARDS)  # noqa: S311 (spreads rows; nothing secret)
     prepared = await driver(session)
     if prepared is not None:
-        organizations, statuses, counts = zip(*changes, strict=True)
-        shards = [shard] * len(changes)
-        await prepared.execute(_CHANGE_COUNTS_SQL, (organizations, statuses, shards, counts))
+        await prepared.execute(_CHANGE_COUNTS_SQL, count_changes(deltas).args)
         return
     rows = [
         {"organization_id": org, "status": status, "shard": shard, "count": delta}
         for org, status, delta in changes
     ]
     await session_of(session).execute(_SQLITE_CHANGE_COUNTS, rows)
+
+
+def count_changes(deltas: Mapping[tuple[str, str], int]) -> Part:
+    """change_counts's statement (PostgreSQL's), as part of a statement
+    (Driver.execute_together)."""
+    changes = sorted((org, str(status), delta) for (org, status), delta in deltas.items() if delta)
+    shard = random.randrange(COUNT_SHARDS)  # noqa: S311 (spreads rows; nothing secret)
+    organizations = [org for org, _, _ in changes]
+    statuses = [status for _, status, _ in changes]
+    return Part(
+        _CHANGE_COUNTS_SQL,
+        [organizations, statuses, [shard] * len(changes), [delta for _, _, delta in changes]],
+    )
 
 
 def kept_count_statement(organization_id: str, statuses: Collection[str]) -> Select[Any]:

@@ -14,7 +14,7 @@ from postroom.core.ids import new_id
 from postroom.core.listing import ListQuery
 from postroom.core.metrics import MESSAGES_CREATED
 from postroom.credentials import service as credentials
-from postroom.db.driver import Statements
+from postroom.db.driver import Statements, driver
 from postroom.db.group_commit import GroupCommit
 from postroom.delivery import queue
 from postroom.errors import Conflict, NotFound, PostroomError
@@ -179,24 +179,33 @@ async def check_new_message(
 
 
 async def store_new_messages(session: Statements, messages: Sequence[EmailMessage]) -> None:
-    """Writes messages made by `check_new_message` (of one organization or several), one
-    statement per table for them all; those in `outbox` are queued in this same transaction
-    (a session's, or on PostgreSQL a Driver's own: the group commit's)."""
+    """Writes messages made by `check_new_message` (of one organization or several): those in
+    `outbox` queued, their files linked and the kept counts changed with them, in one statement
+    on PostgreSQL (one round trip, atomic by itself: the group commit runs it outside a
+    transaction), else one statement per table in the session's transaction. The answer is
+    built from the objects as written."""
     if not messages:
         return
-    # One INSERT, no unit of work; the answer is built from the objects as written.
-    await repository.insert_messages(session, messages)
-    await queue.enqueue_many(
-        session, [_queue_entry(m) for m in messages if m.status == MessageStatus.OUTBOX]
-    )
+    queued = [_queue_entry(m) for m in messages if m.status == MessageStatus.OUTBOX]
+    links = {m.id: _file_ids(m.attachments) for m in messages if m.attachments}
     counts = Counter((m.organization_id, str(m.status)) for m in messages)
+    prepared = await driver(session)
+    if prepared is not None:
+        await prepared.execute_together(
+            [
+                repository.new_message_rows(messages, prepared.dialect),
+                queue.entry_rows(queued, prepared.dialect),
+                repository.file_link_rows(links),
+                repository.count_changes(counts),
+            ]
+        )
+    else:
+        await repository.insert_messages(session, messages)
+        await queue.enqueue_many(session, queued)
+        await repository.link_many_files(session, links)
+        await repository.change_counts(session, counts)
     for (_, status), count in counts.items():
         MESSAGES_CREATED.labels(status).inc(count)
-    await repository.link_many_files(
-        session, {m.id: _file_ids(m.attachments) for m in messages if m.attachments}
-    )
-    # Last: the count row stays locked until commit (PostgreSQL), so it is taken as late as it can.
-    await repository.change_counts(session, dict(counts))
 
 
 async def queue_notice(
