@@ -1,5 +1,5 @@
-"""db/driver.py: asyncpg's own statements inside a session's transaction, and rows written the
-way the ORM's bulk INSERT writes them."""
+"""db/driver.py: asyncpg's own statements inside a session's transaction or on a connection of
+their own, and rows written the way the ORM's bulk INSERT writes them."""
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -77,6 +77,16 @@ async def test_on_sqlite_there_is_no_driver(
         assert await driver(session) is None
 
 
+async def terminate(database_url: str, pid: int) -> None:
+    admin = await asyncpg.connect(
+        make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+
+
 @postgresql_only
 class TestDriver:
     async def test_its_statements_roll_back_with_the_session(
@@ -137,30 +147,12 @@ class TestDriver:
             prepared = await driver(session)
             assert prepared is not None
             pid = (await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0]
-            admin = await asyncpg.connect(
-                make_url(database_url)
-                .set(drivername="postgresql")
-                .render_as_string(hide_password=False)
-            )
-            try:
-                await admin.execute("SELECT pg_terminate_backend($1)", pid)
-            finally:
-                await admin.close()
+            await terminate(database_url, pid)
             with pytest.raises(DBAPIError) as raised:
                 await prepared.fetchrow("SELECT 1", ())
             assert raised.value.connection_invalidated
         async with sessionmaker() as session:  # and the pool serves a working one again
             assert await session.scalar(text("SELECT 1")) == 1
-
-
-async def terminate(database_url: str, pid: int) -> None:
-    admin = await asyncpg.connect(
-        make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
-    try:
-        await admin.execute("SELECT pg_terminate_backend($1)", pid)
-    finally:
-        await admin.close()
 
 
 @postgresql_only

@@ -117,7 +117,8 @@ def _together(statements: tuple[str, ...]) -> str:
 
 class ConnectionReplaced(Exception):
     """One of OwnConnections was found closed (a restart, a failover): it has been dropped, and
-    the next transaction opens a new one. Nothing of the transaction was stored."""
+    the next user opens a new one. The statement under way was cut short, as one in a session's
+    transaction is (unless it had already committed and only its answer was lost)."""
 
 
 # What SQLAlchemy's asyncpg adapter takes from the URL for itself, not asyncpg.connect.

@@ -13,7 +13,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from postroom.db.driver import Part, RowInsert, Statements, driver, session_of
+from postroom.db.driver import Part, RowInsert, driver
 from postroom.delivery.models import DeliveryAttempt, Outcome, QueuedMessage
 
 QUEUE = cast(Table, QueuedMessage.__table__)
@@ -52,7 +52,7 @@ async def enqueue(
     await enqueue_many(session, [Entry(message_id, organization_id, credential_id, due_at)])
 
 
-async def enqueue_many(session: Statements, entries: Sequence[Entry]) -> None:
+async def enqueue_many(session: AsyncSession, entries: Sequence[Entry]) -> None:
     """Queues the messages with one INSERT."""
     if not entries:
         return
@@ -65,7 +65,7 @@ async def enqueue_many(session: Statements, entries: Sequence[Entry]) -> None:
         else:
             await prepared.executemany(_INSERT.sql, args)
         return
-    await session_of(session).execute(insert(QUEUE), rows)
+    await session.execute(insert(QUEUE), rows)
 
 
 def entry_rows(entries: Sequence[Entry], dialect: Dialect) -> Part:

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from postroom.core.listing import ListQuery, SortKey, values_admitted
-from postroom.db.driver import Part, RowInsert, Statements, driver, session_of
+from postroom.db.driver import Part, RowInsert, driver
 from postroom.db.listing import counted, fetch_page, filtered, paged
 from postroom.messages.models import EmailMessage, MessageCount, MessageFile, MessageStatus
 
@@ -202,7 +202,7 @@ _COLUMN_ATTRIBUTES = [attribute.key for attribute in sa_inspect(EmailMessage).co
 _INSERT = RowInsert(sa_inspect(EmailMessage))
 
 
-async def insert_messages(session: Statements, messages: Sequence[EmailMessage]) -> None:
+async def insert_messages(session: AsyncSession, messages: Sequence[EmailMessage]) -> None:
     """Writes new messages, given as transient objects, with one INSERT (on PostgreSQL a
     prepared statement of asyncpg's, run once per row in one round trip; elsewhere the ORM's
     bulk path: no unit of work, no identity map); the objects stay transient, as written."""
@@ -215,7 +215,7 @@ async def insert_messages(session: Statements, messages: Sequence[EmailMessage])
         else:
             await prepared.executemany(_INSERT.sql, args)
         return
-    await session_of(session).execute(insert(EmailMessage), rows)
+    await session.execute(insert(EmailMessage), rows)
 
 
 def new_message_rows(messages: Sequence[EmailMessage], dialect: Dialect) -> Part:
@@ -239,7 +239,7 @@ _LINK_FILES_SQL = (
 )
 
 
-async def link_many_files(session: Statements, links: Mapping[str, Collection[str]]) -> None:
+async def link_many_files(session: AsyncSession, links: Mapping[str, Collection[str]]) -> None:
     """Each message (by id) to the files it attaches, in one INSERT."""
     rows = [{"message_id": m, "file_id": f} for m, file_ids in links.items() for f in file_ids]
     if not rows:
@@ -248,7 +248,7 @@ async def link_many_files(session: Statements, links: Mapping[str, Collection[st
     if prepared is not None:
         await prepared.execute(_LINK_FILES_SQL, file_link_rows(links).args)
         return
-    await session_of(session).execute(insert(MessageFile), rows)
+    await session.execute(insert(MessageFile), rows)
 
 
 def file_link_rows(links: Mapping[str, Collection[str]]) -> Part:
@@ -391,21 +391,21 @@ _SQLITE_CHANGE_COUNTS = _sqlite_upsert.on_conflict_do_update(
 )
 
 
-async def change_counts(session: Statements, deltas: Mapping[tuple[str, str], int]) -> None:
+async def change_counts(session: AsyncSession, deltas: Mapping[tuple[str, str], int]) -> None:
     """Adds each delta to the kept count of its (organization_id, status), in one execution."""
     changes = sorted((org, str(status), delta) for (org, status), delta in deltas.items() if delta)
     if not changes:
         return
-    shard = random.randrange(COUNT_SHARDS)  # noqa: S311 (spreads rows; nothing secret)
     prepared = await driver(session)
     if prepared is not None:
         await prepared.execute(_CHANGE_COUNTS_SQL, count_changes(deltas).args)
         return
+    shard = random.randrange(COUNT_SHARDS)  # noqa: S311 (spreads rows; nothing secret)
     rows = [
         {"organization_id": org, "status": status, "shard": shard, "count": delta}
         for org, status, delta in changes
     ]
-    await session_of(session).execute(_SQLITE_CHANGE_COUNTS, rows)
+    await session.execute(_SQLITE_CHANGE_COUNTS, rows)
 
 
 def count_changes(deltas: Mapping[tuple[str, str], int]) -> Part:

@@ -14,7 +14,7 @@ from postroom.core.ids import new_id
 from postroom.core.listing import ListQuery
 from postroom.core.metrics import MESSAGES_CREATED
 from postroom.credentials import service as credentials
-from postroom.db.driver import Statements, driver
+from postroom.db.driver import Statements, driver, session_of
 from postroom.db.group_commit import GroupCommit
 from postroom.delivery import queue
 from postroom.errors import Conflict, NotFound, PostroomError
@@ -200,10 +200,11 @@ async def store_new_messages(session: Statements, messages: Sequence[EmailMessag
             ]
         )
     else:
-        await repository.insert_messages(session, messages)
-        await queue.enqueue_many(session, queued)
-        await repository.link_many_files(session, links)
-        await repository.change_counts(session, counts)
+        orm = session_of(session)
+        await repository.insert_messages(orm, messages)
+        await queue.enqueue_many(orm, queued)
+        await repository.link_many_files(orm, links)
+        await repository.change_counts(orm, counts)
     for (_, status), count in counts.items():
         MESSAGES_CREATED.labels(status).inc(count)
 
