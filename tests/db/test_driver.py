@@ -1,6 +1,7 @@
 """db/driver.py: asyncpg's own statements inside a session's transaction or on a connection of
 their own, and rows written the way the ORM's bulk INSERT writes them."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -197,26 +198,52 @@ class TestOwnConnections:
                 pids.add((await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0])
         assert len(pids) == 1
 
-    async def test_a_connection_found_closed_is_dropped_and_the_next_one_is_new(
+    async def test_a_connection_lost_in_use_is_dropped_and_the_next_user_gets_a_new_one(
         self,
         own: OwnConnections,
         database_url: str,
         sessionmaker: async_sessionmaker[AsyncSession],
         organization: auth.NewOrganization,
     ) -> None:
+        lost = message_values(organization.organization_id)
+
+        async def write_after_the_server_ends_it() -> int:
+            async with own.connection() as prepared:
+                pid = (await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0]
+                await terminate(database_url, pid)
+                await write(prepared, lost)
+            raise AssertionError("the write on an ended connection succeeded")
+
+        with pytest.raises(ConnectionReplaced):
+            await write_after_the_server_ends_it()
+        stored = message_values(organization.organization_id)
+        async with own.connection() as prepared:
+            await write(prepared, stored)
+        async with sessionmaker() as session:
+            assert await count(session, lost["id"]) == 0
+            assert await count(session, stored["id"]) == 1
+
+    async def test_a_connection_the_server_closed_while_idle_is_not_used(
+        self,
+        own: OwnConnections,
+        database_url: str,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        organization: auth.NewOrganization,
+    ) -> None:
+        """As after a restart: the next user is served on a new connection, not refused."""
         async with own.connection() as prepared:
             pid = (await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0]
+            idle = prepared
         await terminate(database_url, pid)
-        lost = message_values(organization.organization_id)
-        with pytest.raises(ConnectionReplaced):
-            async with own.connection() as prepared:
-                await write(prepared, lost)
+        # asyncpg reads the server's goodbye as it comes, with nothing to wake us when it has.
+        async with asyncio.timeout(30):
+            while not idle.is_closed():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
         stored = message_values(organization.organization_id)
         async with own.connection() as prepared:
             await write(prepared, stored)
             assert (await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0] != pid
         async with sessionmaker() as session:
-            assert await count(session, lost["id"]) == 0
             assert await count(session, stored["id"]) == 1
 
 

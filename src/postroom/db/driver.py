@@ -41,6 +41,9 @@ class Driver:
         self.dialect = dialect
         self._pooled_by = pooled_by
 
+    def is_closed(self) -> bool:
+        return bool(self._driver.is_closed())
+
     async def execute(self, sql: str, args: Sequence[Any]) -> None:
         try:
             await self._driver.execute(sql, *args)
@@ -84,7 +87,7 @@ class Driver:
         """If a pooled connection is gone, let SQLAlchemy find that out through its own
         execution: it raises the DBAPIError of a lost connection (connection_invalidated) after
         replacing it, instead of our error. (One of OwnConnections is dropped by them.)"""
-        if self._pooled_by is not None and self._driver.is_closed():
+        if self._pooled_by is not None and self.is_closed():
             await self._pooled_by.exec_driver_sql("SELECT 1")
 
 
@@ -145,7 +148,7 @@ class OwnConnections:
         """A Driver with no transaction around its statements: each commits by itself (one
         statement, as Driver.execute_together makes, is atomic; BEGIN and COMMIT would be two
         more round trips)."""
-        connection = self._idle.pop() if self._idle else await asyncpg.connect(**self._connect_args)
+        connection = await self._take()
         try:
             yield Driver(connection, self._dialect)
         except Exception as error:
@@ -157,6 +160,15 @@ class OwnConnections:
             connection.terminate()  # cancelled mid-statement: its state is unknown
             raise
         self._idle.append(connection)
+
+    async def _take(self) -> asyncpg.Connection:
+        """An idle connection, or a new one. One that the server closed while it sat idle (a
+        restart: asyncpg reads the server's goodbye as it comes) is dropped here, not used."""
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.is_closed():
+                return connection
+        return await asyncpg.connect(**self._connect_args)
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
