@@ -1,7 +1,6 @@
 """db/driver.py: asyncpg's own statements inside a session's transaction or on a connection of
 their own, and rows written the way the ORM's bulk INSERT writes them."""
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +28,7 @@ from postroom.db.driver import (
 from postroom.db.engine import create_engine
 from postroom.messages.models import EmailMessage
 from tests.databases import BACKEND
+from tests.polling import eventually
 
 postgresql_only = pytest.mark.skipif(BACKEND != "postgresql", reason="asyncpg is PostgreSQL's")
 _INSERT = RowInsert(sa_inspect(EmailMessage))
@@ -76,6 +76,12 @@ async def test_on_sqlite_there_is_no_driver(
 ) -> None:
     async with sessionmaker() as session:
         assert await driver(session) is None
+
+
+async def backend_pid(prepared: Driver) -> int:
+    row = await prepared.fetchrow("SELECT pg_backend_pid()", ())
+    assert row is not None
+    return int(row[0])
 
 
 async def terminate(database_url: str, pid: int) -> None:
@@ -147,7 +153,7 @@ class TestDriver:
         async with sessionmaker() as session:
             prepared = await driver(session)
             assert prepared is not None
-            pid = (await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0]
+            pid = await backend_pid(prepared)
             await terminate(database_url, pid)
             with pytest.raises(DBAPIError) as raised:
                 await prepared.fetchrow("SELECT 1", ())
@@ -195,7 +201,7 @@ class TestOwnConnections:
         pids = set()
         for _ in range(3):
             async with own.connection() as prepared:
-                pids.add((await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0])
+                pids.add(await backend_pid(prepared))
         assert len(pids) == 1
 
     async def test_a_connection_lost_in_use_is_dropped_and_the_next_user_gets_a_new_one(
@@ -207,9 +213,9 @@ class TestOwnConnections:
     ) -> None:
         lost = message_values(organization.organization_id)
 
-        async def write_after_the_server_ends_it() -> int:
+        async def write_after_the_server_ends_it() -> None:
             async with own.connection() as prepared:
-                pid = (await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0]
+                pid = await backend_pid(prepared)
                 await terminate(database_url, pid)
                 await write(prepared, lost)
             raise AssertionError("the write on an ended connection succeeded")
@@ -232,17 +238,18 @@ class TestOwnConnections:
     ) -> None:
         """As after a restart: the next user is served on a new connection, not refused."""
         async with own.connection() as prepared:
-            pid = (await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0]
+            pid = await backend_pid(prepared)
             idle = prepared
         await terminate(database_url, pid)
-        # asyncpg reads the server's goodbye as it comes, with nothing to wake us when it has.
-        async with asyncio.timeout(30):
-            while not idle.is_closed():  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+
+        async def noticed() -> bool:  # asyncpg reads the server's goodbye as it comes
+            return idle.is_closed()
+
+        await eventually(noticed, timeout=30, what="asyncpg to see the connection closed")
         stored = message_values(organization.organization_id)
         async with own.connection() as prepared:
             await write(prepared, stored)
-            assert (await prepared.fetchrow("SELECT pg_backend_pid()", ()) or [None])[0] != pid
+            assert await backend_pid(prepared) != pid
         async with sessionmaker() as session:
             assert await count(session, stored["id"]) == 1
 

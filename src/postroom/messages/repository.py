@@ -241,13 +241,15 @@ _LINK_FILES_SQL = (
 
 async def link_many_files(session: AsyncSession, links: Mapping[str, Collection[str]]) -> None:
     """Each message (by id) to the files it attaches, in one INSERT."""
-    rows = [{"message_id": m, "file_id": f} for m, file_ids in links.items() for f in file_ids]
-    if not rows:
+    part = file_link_rows(links)
+    message_ids, file_ids = part.args
+    if not message_ids:
         return
     prepared = await driver(session)
     if prepared is not None:
-        await prepared.execute(_LINK_FILES_SQL, file_link_rows(links).args)
+        await prepared.execute(part.sql, part.args)
         return
+    rows = [{"message_id": m, "file_id": f} for m, f in zip(message_ids, file_ids, strict=True)]
     await session.execute(insert(MessageFile), rows)
 
 
