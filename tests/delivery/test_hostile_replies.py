@@ -7,6 +7,7 @@ import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -120,7 +121,7 @@ async def _assert_sent_once(h: Harness, message_ids: list[str], servers: list[Sm
 async def test_a_hostile_smtp_reply_is_recorded_and_the_batch_with_it(
     harness_factory: HarnessFactory, variant: Hostile
 ) -> None:
-    options = {
+    options: dict[str, Any] = {
         key: value
         for key, value in (("greeting", variant.greeting), ("data_reply", variant.data_reply))
         if value is not None

@@ -12,7 +12,7 @@ import ssl
 import threading
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -81,6 +81,7 @@ class SmtpServer:
         self._rcpt_replies: deque[str] = deque()
         self._connections = 0
         self._data_commands = 0
+        self._drop_connections: Callable[[], None] | None = None
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     @property
@@ -112,6 +113,11 @@ class SmtpServer:
         """Queue replies for the next RCPT TO commands, one each; then "250 OK"."""
         with self._lock:
             self._rcpt_replies.extend(_checked(replies))
+
+    def drop_connections(self) -> None:
+        """Closes every connection open now from the server's side, as a restart does."""
+        assert self._drop_connections is not None
+        self._drop_connections()
 
     def clear(self) -> None:
         """Forget what was received and scripted, and zero the counters."""
@@ -196,11 +202,31 @@ def _close_after_reply(server: SMTP, reply: str) -> None:
 
 class _Handler:
     def __init__(
-        self, state: SmtpServer, auth: tuple[str, str] | None, hold_data_seconds: float
+        self,
+        state: SmtpServer,
+        auth: tuple[str, str] | None,
+        hold_data_seconds: float,
+        pipelining: bool,
     ) -> None:
         self._state = state
         self._auth = auth
         self._hold = hold_data_seconds
+        self._pipelining = pipelining
+
+    async def handle_EHLO(  # noqa: N802 (aiosmtpd's hook name)
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        # aiosmtpd reads one command at a time from its stream, so commands sent together are
+        # answered in order; it only does not say so. Given this hook, it leaves the name to it.
+        session.host_name = hostname
+        if self._pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
         self,
@@ -301,6 +327,7 @@ class _Controller(Controller):
         self._sock = sock
         self._require_auth = require_auth
         self._protocols: weakref.WeakSet[SMTP] = weakref.WeakSet()
+        state._drop_connections = self._drop_connections
 
     def factory(self) -> SMTP:
         # Runs once per TCP connection. The loop is passed in because without it aiosmtpd
@@ -318,6 +345,14 @@ class _Controller(Controller):
         return self.loop.create_server(
             self._factory_invoker, sock=self._sock, ssl=self.ssl_context, backlog=_BACKLOG
         )
+
+    def _drop_connections(self) -> None:
+        async def close_all() -> None:
+            for protocol in list(self._protocols):
+                if protocol.transport is not None:
+                    protocol.transport.close()
+
+        asyncio.run_coroutine_threadsafe(close_all(), self.loop).result(timeout=10)
 
     async def drain(self) -> None:
         """Stop listening, drop any connection still open, and wait for its handler to end."""
@@ -344,13 +379,15 @@ def smtp_server(
     starttls: bool = False,
     implicit_tls: bool = False,
     hold_data_seconds: float = 0,
+    pipelining: bool = True,
 ) -> Iterator[SmtpServer]:
     """Serve SMTP on 127.0.0.1 until the block ends.
 
     `auth` (username, password) makes AUTH (PLAIN, LOGIN, CRAM-MD5) required before MAIL;
     it is offered before TLS unless `starttls`, which offers STARTTLS and requires it.
     `implicit_tls` wraps the socket itself (SMTPS). Certificates come from the CA that
-    `trust_ca()` trusts. `hold_data_seconds` delays every DATA reply.
+    `trust_ca()` trusts. `hold_data_seconds` delays every DATA reply. `pipelining`: EHLO
+    offers PIPELINING (RFC 2920), as nearly every server does.
     """
     if starttls and implicit_tls:
         raise ValueError("choose starttls or implicit_tls, not both")
@@ -360,7 +397,7 @@ def smtp_server(
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind((HOST, 0))
     state = SmtpServer(sock.getsockname()[1])
-    handler = _Handler(state, auth, hold_data_seconds)
+    handler = _Handler(state, auth, hold_data_seconds, pipelining)
     controller = _Controller(
         state,
         handler,
@@ -492,16 +529,25 @@ async def hostile_server(
     *,
     greeting: bytes = b"220 hostile.example.com ESMTP\r\n",
     data_reply: bytes = b"250 2.0.0 OK queued\r\n",
+    mail_reply: bytes = _ANSWERS[b"MAIL"],
+    pipelining: bool = False,
 ) -> AsyncIterator[HostileSmtp]:
     """A minimal SMTP server (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT; no AUTH, no TLS) in the
     running loop until the block ends, that greets with `greeting` and answers the end of each
-    message with `data_reply`: raw bytes, NUL, invalid UTF-8 or a 1 MiB line as the test likes."""
+    message with `data_reply` (and MAIL with `mail_reply`): raw bytes, NUL, invalid UTF-8 or a
+    1 MiB line as the test likes.
+
+    `pipelining`: EHLO offers PIPELINING, and the replies to MAIL and RCPT are held until DATA
+    comes, then written with DATA's: a client that waits for each reply before it sends the
+    next command waits for ever."""
     state = HostileSmtp(port=0)
+    hello = b"250-hostile.example.com\r\n250 PIPELINING\r\n" if pipelining else None
 
     async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         state.connections += 1
         writer.write(greeting)
         await writer.drain()
+        held = b""
         while line := await reader.readline():
             verb = line[:4].upper()
             if verb == b"QUIT":
@@ -509,10 +555,19 @@ async def hostile_server(
                 await writer.drain()
                 return
             if verb != b"DATA":
-                writer.write(_ANSWERS.get(verb, b"502 5.5.2 Not implemented\r\n"))
+                answer = _ANSWERS.get(verb, b"502 5.5.2 Not implemented\r\n")
+                if verb == b"MAIL":
+                    answer = mail_reply
+                if verb == b"EHLO" and hello is not None:
+                    answer = hello
+                if pipelining and verb in (b"MAIL", b"RCPT"):
+                    held += answer
+                    continue
+                writer.write(answer)
                 await writer.drain()
                 continue
-            writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+            writer.write(held + b"354 End data with <CR><LF>.<CR><LF>\r\n")
+            held = b""
             await writer.drain()
             content = bytearray()
             while (line := await reader.readline()) not in (b".\r\n", b""):

@@ -6,6 +6,7 @@ import ipaddress
 import re
 import socket
 import ssl
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -21,6 +22,7 @@ from postroom.delivery.transports.base import (
     TransientError,
 )
 from postroom.delivery.transports.correlation import smtp_queue_id
+from postroom.delivery.transports.smtp_pipelining import PipeliningClient, PipeliningProtocol
 
 Encryption = Literal["none", "tls", "ssl"]
 AuthMethod = Literal["none", "plain", "login", "cram-md5"]
@@ -162,7 +164,7 @@ class SmtpTransport:
         sock = await self._open_socket(host, where)
         # Connected to the checked address; TLS still verifies the certificate against the
         # host name (aiosmtplib's `hostname` is the server_hostname of both TLS modes).
-        client = aiosmtplib.SMTP(
+        client = PipeliningClient(
             hostname=host,
             sock=sock,
             use_tls=config.encryption == "ssl",
@@ -290,25 +292,7 @@ class SmtpTransport:
         progress: "_Progress",
     ) -> Receipt:
         try:
-            try:
-                reply = await client.execute_command(b"MAIL", b"FROM:" + sender, *options)
-            except aiosmtplib.SMTPServerDisconnected:
-                raise _StaleConnection from None
-            if reply.code != 250:
-                raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, message.sender)
-            refused: list[str] = []
-            for recipient, address in recipients:
-                reply = await client.execute_command(b"RCPT", b"TO:" + address)
-                if reply.code in (250, 251):
-                    continue
-                if reply.code < 500:
-                    # A partial send now and the rest later would deliver twice to some.
-                    await client.rset()
-                    raise _refusal(reply.code, f"{recipient}: {reply.message}")
-                refused.append(f"{recipient}: {reply.code} {reply.message}")
-            if len(refused) == len(message.recipients):
-                await client.rset()
-                raise PermanentError("; ".join(refused), code=550)
+            refused = await self._envelope(client, message, sender, recipients, options)
             last = await _send_content(client, data, self.limits.timeout)
             # Only the final "." lets the server accept the message: until the write that ends
             # with it, a failure leaves nothing delivered.
@@ -332,6 +316,44 @@ class SmtpTransport:
         if refused:
             text += " (refused recipients: " + "; ".join(refused) + ")"
         return Receipt(reply.code, text, smtp_queue_id(reply.message))
+
+    async def _envelope(
+        self,
+        client: aiosmtplib.SMTP,
+        message: OutgoingMessage,
+        sender: bytes,
+        recipients: list[tuple[str, bytes]],
+        options: list[bytes],
+    ) -> list[str]:
+        """MAIL, RCPT and DATA, up to the server's 354: the recipients it refused for good (the
+        message goes to the others), or the refusal that ends the transaction. Where the server
+        offers PIPELINING they go in one write; the replies are judged in the same order."""
+        commands = [
+            (b"MAIL", b"FROM:" + sender, *options),
+            *((b"RCPT", b"TO:" + address) for _, address in recipients),
+            (b"DATA",),
+        ]
+        replies = _Replies(client, commands, self.limits.timeout)
+        mail = await replies.next()
+        if mail.code != 250:
+            raise aiosmtplib.SMTPSenderRefused(mail.code, mail.message, message.sender)
+        refused: list[str] = []
+        for recipient, _ in recipients:
+            reply = await replies.next()
+            if reply.code in (250, 251):
+                continue
+            if reply.code < 500:
+                # A partial send now and the rest later would deliver twice to some.
+                await replies.abandon()
+                raise _refusal(reply.code, f"{recipient}: {reply.message}")
+            refused.append(f"{recipient}: {reply.code} {reply.message}")
+        if len(refused) == len(message.recipients):
+            await replies.abandon()
+            raise PermanentError("; ".join(refused), code=550)
+        start = await replies.next()
+        if start.code != 354:
+            raise aiosmtplib.SMTPDataError(start.code, start.message)
+        return refused
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
@@ -368,7 +390,62 @@ def _envelope_address(address: str, encoding: str) -> bytes:
 
 
 class _StaleConnection(Exception):
-    pass
+    """A connection found closed before the server answered anything of a message."""
+
+
+class _Replies:
+    """The replies to a message's MAIL, RCPT and DATA commands, taken in order. Where the server
+    offers PIPELINING the commands all go in one write when the first reply is asked for;
+    otherwise each goes when its reply is."""
+
+    def __init__(
+        self,
+        client: aiosmtplib.SMTP,
+        commands: list[tuple[bytes, ...]],
+        timeout: float,
+    ) -> None:
+        self._client = client
+        self._commands = commands
+        self._timeout = timeout
+        self._together = isinstance(
+            client.protocol, PipeliningProtocol
+        ) and client.supports_extension("pipelining")
+        self._read: list[aiosmtplib.SMTPResponse] = []
+        self._taken = 0
+
+    async def next(self) -> aiosmtplib.SMTPResponse:
+        try:
+            if not self._together:
+                command = self._commands[self._taken]
+                self._read.append(
+                    await self._client.execute_command(*command, timeout=self._timeout)
+                )
+            elif self._taken == 0:
+                protocol = self._client.protocol
+                if not isinstance(protocol, PipeliningProtocol):
+                    raise aiosmtplib.SMTPServerDisconnected("Server not connected")
+                self._read = await protocol.execute_pipelined(self._commands, self._timeout)
+            if self._taken >= len(self._read):
+                raise aiosmtplib.SMTPServerDisconnected("the server closed the connection")
+        except aiosmtplib.SMTPServerDisconnected:
+            if self._taken == 0:
+                raise _StaleConnection from None
+            raise
+        reply = self._read[self._taken]
+        self._taken += 1
+        return reply
+
+    async def abandon(self) -> None:
+        """Ends the transaction before any content: RSET, if the server took MAIL and has not
+        answered DATA with 354 (anything sent after that is content; the connection is closed
+        instead, and a server drops a message whose end never came)."""
+        read = self._read
+        data_started = len(read) == len(self._commands) and read[-1].code == 354
+        if data_started or not read or read[0].code != 250:
+            return
+        # Whatever the RSET meets, the refusal being handled is what the message's record says.
+        with suppress(aiosmtplib.SMTPException, OSError):
+            await self._client.rset()
 
 
 @dataclass
@@ -419,13 +496,11 @@ async def _send_content(
     data: MimeStream,
     timeout: float,  # noqa: ASYNC109 - each step's own timeout, as aiosmtplib's are
 ) -> bytes:
-    """DATA, then the message chunk by chunk with the transport's flow control, so that only a
-    chunk at a time is in memory (aiosmtplib's own `data()` takes the message in one piece and
-    copies it twice more). Sends every chunk but the last, and returns that one with the end
-    mark after it, for `_end_content` to send in one write (most messages are one chunk)."""
-    start = await client.execute_command(b"DATA", timeout=timeout)
-    if start.code != 354:
-        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    """The message, once the server has answered DATA with 354, chunk by chunk with the
+    transport's flow control, so that only a chunk at a time is in memory (aiosmtplib's own
+    `data()` takes the message in one piece and copies it twice more). Sends every chunk but the
+    last, and returns that one with the end mark after it, for `_end_content` to send in one
+    write (most messages are one chunk)."""
     protocol = client.protocol
     stuffer = DotStuffer()
     held = b""
