@@ -98,7 +98,7 @@ class MimeStream:
     """
 
     def __init__(self, message: OutgoingMessage, *, eight_bit: bool = False) -> None:
-        token = secrets.token_hex(16)
+        token = secrets.token_hex(16) if message.attachments else ""
         markers = [f"postroom-attachment-{token}-{i}" for i in range(len(message.attachments))]
         text, self.eight_bit = _skeleton(message, markers, eight_bit)
         self._segments: list[bytes] = []
