@@ -5,8 +5,8 @@ aiosmtplib reads one reply per command sent and drops any that arrives before th
 was collected, and it makes its protocol itself, in `SMTP._create_connection`, with no hook for
 another. `PipeliningClient` is that method for the one way postroom connects (a socket it has
 connected itself, so that the destination policy judged the address), on `PipeliningProtocol`.
-Both lean on aiosmtplib's internals (pinned in the lock file); tests/delivery/transports cover
-every way in (plain, STARTTLS, implicit TLS) against a real server.
+Both lean on aiosmtplib's internals (pinned in the lock file); the delivery tests cover every
+way in (plain, STARTTLS, implicit TLS) against a real server that offers PIPELINING.
 """
 
 import asyncio
@@ -27,9 +27,8 @@ class _Group:
 
 
 class PipeliningProtocol(SMTPProtocol):
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._group: _Group | None = None
+    _group: _Group | None = None
+    """The commands sent together whose replies are being read; None between groups."""
 
     async def execute_pipelined(
         self,
@@ -68,7 +67,9 @@ class PipeliningProtocol(SMTPProtocol):
             super().data_received(data)
             return
         if group.done.done():
-            return  # more than was asked for: dropped, as aiosmtplib drops it
+            # More than was asked for, or anything after a reply that was not SMTP or the end
+            # of the connection: dropped, as aiosmtplib drops what it did not ask for.
+            return
         self._buffer.extend(data)
         try:
             while len(group.replies) < group.expected:
