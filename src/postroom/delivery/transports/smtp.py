@@ -272,27 +272,28 @@ class SmtpTransport:
     ) -> Receipt:
         encoding = "utf-8" if message.needs_smtputf8 else "ascii"
         sender = _envelope_address(message.return_path or message.sender, encoding)
-        recipients = [(r, _envelope_address(r, encoding)) for r in message.recipients]
+        recipients = [_envelope_address(r, encoding) for r in message.recipients]
         with _message_data(message, client) as data:
             options = [b"SMTPUTF8"] if message.needs_smtputf8 else []
             if data.eight_bit:
                 options.append(b"BODY=8BITMIME")
-            return await self._exchange(
-                client, message, sender, recipients, options, data, progress
-            )
+            commands = [
+                (b"MAIL", b"FROM:" + sender, *options),
+                *((b"RCPT", b"TO:" + address) for address in recipients),
+                (b"DATA",),
+            ]
+            return await self._exchange(client, message, commands, data, progress)
 
     async def _exchange(
         self,
         client: aiosmtplib.SMTP,
         message: OutgoingMessage,
-        sender: bytes,
-        recipients: list[tuple[str, bytes]],
-        options: list[bytes],
+        commands: list[tuple[bytes, ...]],
         data: MimeStream,
         progress: "_Progress",
     ) -> Receipt:
         try:
-            refused = await self._envelope(client, message, sender, recipients, options)
+            refused = await self._envelope(client, message, commands)
             last = await _send_content(client, data, self.limits.timeout)
             # Only the final "." lets the server accept the message: until the write that ends
             # with it, a failure leaves nothing delivered.
@@ -318,27 +319,18 @@ class SmtpTransport:
         return Receipt(reply.code, text, smtp_queue_id(reply.message))
 
     async def _envelope(
-        self,
-        client: aiosmtplib.SMTP,
-        message: OutgoingMessage,
-        sender: bytes,
-        recipients: list[tuple[str, bytes]],
-        options: list[bytes],
+        self, client: aiosmtplib.SMTP, message: OutgoingMessage, commands: list[tuple[bytes, ...]]
     ) -> list[str]:
-        """MAIL, RCPT and DATA, up to the server's 354: the recipients it refused for good (the
-        message goes to the others), or the refusal that ends the transaction. Where the server
-        offers PIPELINING they go in one write; the replies are judged in the same order."""
-        commands = [
-            (b"MAIL", b"FROM:" + sender, *options),
-            *((b"RCPT", b"TO:" + address) for _, address in recipients),
-            (b"DATA",),
-        ]
+        """MAIL, one RCPT a recipient and DATA (`commands`), up to the server's 354: the
+        recipients it refused for good (the message goes to the others), or the refusal that
+        ends the transaction. Where the server offers PIPELINING they go in one write; the
+        replies are judged in the same order."""
         replies = _Replies(client, commands, self.limits.timeout)
         mail = await replies.next()
         if mail.code != 250:
             raise aiosmtplib.SMTPSenderRefused(mail.code, mail.message, message.sender)
         refused: list[str] = []
-        for recipient, _ in recipients:
+        for recipient in message.recipients:
             reply = await replies.next()
             if reply.code in (250, 251):
                 continue
